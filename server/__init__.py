@@ -1,0 +1,1 @@
+"""The control plane: registry, training, signing, rollouts, drift, API and CLI."""
