@@ -31,7 +31,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     parser.parse_args(argv)
-    parser.exit(2, "edgefleet-agent: the agent runtime is not built yet; only --help and --version work\n")
+    parser.exit(
+        2, "edgefleet-agent: the agent runtime is not built yet; only --help and --version work\n"
+    )
 
 
 if __name__ == "__main__":
