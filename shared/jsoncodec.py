@@ -69,8 +69,9 @@ def parse(payload: bytes, *, max_bytes: int, max_depth: int = MAX_DEPTH) -> Any:
     """Parse untrusted bytes into plain JSON values, or raise :class:`MessageError`."""
     if not isinstance(payload, bytes | bytearray | memoryview):
         raise MessageError(f"payload must be bytes, got {type(payload).__name__}")
-    if len(payload) > max_bytes:
-        raise MessageTooLargeError(f"payload is {len(payload)} bytes, limit is {max_bytes}")
+    size = memoryview(payload).nbytes  # len() of a memoryview counts items, not bytes
+    if size > max_bytes:
+        raise MessageTooLargeError(f"payload is {size} bytes, limit is {max_bytes}")
     try:
         text = bytes(payload).decode("utf-8")
     except UnicodeDecodeError as err:
@@ -90,6 +91,9 @@ def parse(payload: bytes, *, max_bytes: int, max_depth: int = MAX_DEPTH) -> Any:
         ) from err
     except RecursionError as err:
         raise MessageError("JSON nested too deep to parse", reason="too_deep") from err
+    except ValueError as err:
+        # int() refuses literals over sys.get_int_max_str_digits() (4300) digits.
+        raise MessageError(f"invalid JSON number: {err}", reason="bad_json") from err
     _check_tree(value, max_depth)
     return value
 
@@ -104,6 +108,8 @@ def canonical(value: Any) -> bytes:
         text = json.dumps(
             value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
         )
+        return text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise MessageError("string holds a lone surrogate", reason="bad_utf8") from err
     except (ValueError, TypeError) as err:
         raise MessageError(f"cannot serialize: {err}", reason="non_finite") from err
-    return text.encode("utf-8")

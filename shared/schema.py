@@ -115,10 +115,12 @@ def _decode(tp: Any, value: Any, path: _Path) -> Any:
             if type(None) in members:
                 return None
             _fail(path, "must not be null")
+        choices = [member for member in members if member is not type(None)]
+        if len(choices) == 1:
+            # Plain ``X | None``: keep X's own error and reason slug.
+            return _decode(choices[0], value, path)
         errors: list[str] = []
-        for member in members:
-            if member is type(None):
-                continue
+        for member in choices:
             try:
                 return _decode(member, value, path)
             except MessageError as err:
@@ -138,7 +140,10 @@ def _decode(tp: Any, value: Any, path: _Path) -> Any:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             _fail(path, f"expected number, got {_type_name(value)}")
-        number = float(value)
+        try:
+            number = float(value)
+        except OverflowError:
+            _fail(path, "integer too large for a double", "out_of_range")
         for m in meta:
             if isinstance(m, Range):
                 _check_range(number, m, path)

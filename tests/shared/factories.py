@@ -47,8 +47,12 @@ def root_envelope(
     signed_by: Sequence[Ed25519PrivateKey] | None = None,
     expires_at: int = NOW + 10 * YEAR,
 ) -> SignedEnvelope:
-    root = Root(version=version, keys=tuple(public(k) for k in keys), threshold=threshold,
-                expires_at=expires_at)
+    root = Root(
+        version=version,
+        keys=tuple(public(k) for k in keys),
+        threshold=threshold,
+        expires_at=expires_at,
+    )
     return sign(to_signed(root), list(keys if signed_by is None else signed_by))
 
 
@@ -64,9 +68,13 @@ def key_list_envelope(
 ) -> SignedEnvelope:
     expiry = key_expiry or {}
     listed = tuple(public(k, expiry.get(key_id(k.public_key()))) for k in keys)
-    body = SigningKeyList(version=version, keys=listed, threshold=threshold,
-                          expires_at=expires_at,
-                          revoked=tuple(key_id(k.public_key()) for k in revoked))
+    body = SigningKeyList(
+        version=version,
+        keys=listed,
+        threshold=threshold,
+        expires_at=expires_at,
+        revoked=tuple(key_id(k.public_key()) for k in revoked),
+    )
     return sign(to_signed(body), list(signed_by))
 
 
@@ -88,17 +96,30 @@ def manifest(
         model=model,
         version=version,
         hardware_profile=profile,
-        artifact=ArtifactSpec(sha256=hashlib.sha256(data).hexdigest(), size=len(data),
-                              chunk_size=1024, chunk_count=-(-len(data) // 1024)),
-        inputs=(TensorSpec(name="x", dtype=TensorDType.INT8, shape=(1, 4),
-                           quantization=Quantization(scale=0.05, zero_point=-3)),),
+        artifact=ArtifactSpec(
+            sha256=hashlib.sha256(data).hexdigest(),
+            size=len(data),
+            chunk_size=1024,
+            chunk_count=-(-len(data) // 1024),
+        ),
+        inputs=(
+            TensorSpec(
+                name="x",
+                dtype=TensorDType.INT8,
+                shape=(1, 4),
+                quantization=Quantization(scale=0.05, zero_point=-3),
+            ),
+        ),
         outputs=(TensorSpec(name="y", dtype=TensorDType.FLOAT32, shape=(1, 2)),),
-        self_test=SelfTest(vectors=(SelfTestVector(input=(0.1, 0.2, 0.3, 0.4),
-                                                   expected=(0.9, 0.1)),), tolerance=0.02),
+        self_test=SelfTest(
+            vectors=(SelfTestVector(input=(0.1, 0.2, 0.3, 0.4), expected=(0.9, 0.1)),),
+            tolerance=0.02,
+        ),
         created_at=created_at,
         expires_at=expires_at,
-        baseline=Baseline(features=(BaselineBins(name="rms", edges=(0.0, 1.0),
-                                                 probabilities=(0.25, 0.5, 0.25)),)),
+        baseline=Baseline(
+            features=(BaselineBins(name="rms", edges=(0.0, 1.0), probabilities=(0.25, 0.5, 0.25)),)
+        ),
     )
 
 

@@ -41,8 +41,14 @@ def fleet() -> Fleet:
 @pytest.fixture
 def installed(fleet: Fleet) -> AntiRollbackState:
     """A device that runs vibration v3 (the default test manifest)."""
-    accepted = admit(fleet.sign(manifest()), trust=fleet.store, installed=AntiRollbackState(),
-                     hardware_profile="rpi4", max_artifact_bytes=MAX_BYTES, now=NOW)
+    accepted = admit(
+        fleet.sign(manifest()),
+        trust=fleet.store,
+        installed=AntiRollbackState(),
+        hardware_profile="rpi4",
+        max_artifact_bytes=MAX_BYTES,
+        now=NOW,
+    )
     return AntiRollbackState().record(accepted.manifest)
 
 
@@ -70,8 +76,14 @@ def rejects(
 ) -> None:
     trust_before, state_before = fleet.store.to_bytes(), installed.to_bytes()
     with pytest.raises(error) as caught:
-        admit(envelope, trust=fleet.store, installed=installed, hardware_profile=profile,
-              max_artifact_bytes=MAX_BYTES, now=now)
+        admit(
+            envelope,
+            trust=fleet.store,
+            installed=installed,
+            hardware_profile=profile,
+            max_artifact_bytes=MAX_BYTES,
+            now=now,
+        )
     assert type(caught.value) is error
     assert caught.value.reason == reason
     assert fleet.store.to_bytes() == trust_before
@@ -79,9 +91,14 @@ def rejects(
 
 
 def test_valid_newer_manifest_is_admitted(fleet: Fleet, installed: AntiRollbackState) -> None:
-    result = admit(fleet.sign(manifest(version=4, artifact=b"v4" * 100)), trust=fleet.store,
-                   installed=installed, hardware_profile="rpi4", max_artifact_bytes=MAX_BYTES,
-                   now=NOW)
+    result = admit(
+        fleet.sign(manifest(version=4, artifact=b"v4" * 100)),
+        trust=fleet.store,
+        installed=installed,
+        hardware_profile="rpi4",
+        max_artifact_bytes=MAX_BYTES,
+        now=NOW,
+    )
     assert result.is_new
     assert result.manifest.version == 4
     moved = installed.record(result.manifest)
@@ -101,8 +118,9 @@ def test_edited_manifest_is_refused(fleet: Fleet, installed: AntiRollbackState) 
 
 def test_reencoded_but_equal_manifest_still_verifies(fleet: Fleet) -> None:
     envelope = fleet.sign(manifest(version=4))
-    reordered = SignedEnvelope(signed=dict(reversed(list(envelope.signed.items()))),
-                               signatures=envelope.signatures)
+    reordered = SignedEnvelope(
+        signed=dict(reversed(list(envelope.signed.items()))), signatures=envelope.signatures
+    )
     assert fleet.store.verify_manifest(reordered, now=NOW).version == 4
 
 
@@ -117,27 +135,46 @@ def test_root_key_cannot_sign_manifests(fleet: Fleet, installed: AntiRollbackSta
 
 
 def test_revoked_key_is_refused(fleet: Fleet, installed: AntiRollbackState) -> None:
-    keys_v2 = key_list_envelope(2, fleet.signers[1:], 1, signed_by=fleet.roots[:2],
-                                revoked=fleet.signers[:1])
+    keys_v2 = key_list_envelope(
+        2, fleet.signers[1:], 1, signed_by=fleet.roots[:2], revoked=fleet.signers[:1]
+    )
     fleet.store = fleet.store.update_signing_keys(keys_v2, now=NOW)
-    rejects(fleet, installed, fleet.sign(manifest(version=4), fleet.signers[0]),
-            errors.RevokedKeyError, "revoked_key")
-    assert fleet.store.verify_manifest(fleet.sign(manifest(version=4), fleet.signers[1]),
-                                       now=NOW).version == 4
+    rejects(
+        fleet,
+        installed,
+        fleet.sign(manifest(version=4), fleet.signers[0]),
+        errors.RevokedKeyError,
+        "revoked_key",
+    )
+    assert (
+        fleet.store.verify_manifest(
+            fleet.sign(manifest(version=4), fleet.signers[1]), now=NOW
+        ).version
+        == 4
+    )
 
 
 def test_expired_manifest_is_refused(fleet: Fleet, installed: AntiRollbackState) -> None:
     envelope = fleet.sign(manifest(version=4, expires_at=NOW + DAY))
-    admit(envelope, trust=fleet.store, installed=installed, hardware_profile="rpi4",
-          max_artifact_bytes=MAX_BYTES, now=NOW + DAY - 1)
+    admit(
+        envelope,
+        trust=fleet.store,
+        installed=installed,
+        hardware_profile="rpi4",
+        max_artifact_bytes=MAX_BYTES,
+        now=NOW + DAY - 1,
+    )
     rejects(fleet, installed, envelope, errors.ExpiredError, "expired", now=NOW + DAY)
 
 
 def test_expired_signing_key_is_refused(fleet: Fleet, installed: AntiRollbackState) -> None:
     signer = fleet.signers[0]
-    keys_v2 = key_list_envelope(2, fleet.signers, 1, signed_by=fleet.roots[:2],
-                                key_expiry={fleet.store.signing_keys.keys[0].keyid: NOW + 10})
-    assert fleet.store.signing_keys.keys[0].keyid == keys_v2.signed["keys"][0]["keyid"]
+    current = fleet.store.signing_keys
+    assert current is not None
+    keys_v2 = key_list_envelope(
+        2, fleet.signers, 1, signed_by=fleet.roots[:2], key_expiry={current.keys[0].keyid: NOW + 10}
+    )
+    assert current.keys[0].keyid == keys_v2.signed["keys"][0]["keyid"]
     fleet.store = fleet.store.update_signing_keys(keys_v2, now=NOW)
     envelope = fleet.sign(manifest(version=4), signer)
     assert fleet.store.verify_manifest(envelope, now=NOW + 9).version == 4
@@ -145,8 +182,14 @@ def test_expired_signing_key_is_refused(fleet: Fleet, installed: AntiRollbackSta
 
 
 def test_expired_key_list_is_refused(fleet: Fleet, installed: AntiRollbackState) -> None:
-    rejects(fleet, installed, fleet.sign(manifest(version=4)), errors.ExpiredError, "expired",
-            now=NOW + YEAR)
+    rejects(
+        fleet,
+        installed,
+        fleet.sign(manifest(version=4)),
+        errors.ExpiredError,
+        "expired",
+        now=NOW + YEAR,
+    )
 
 
 def test_same_key_twice_does_not_meet_a_threshold_of_two(
@@ -181,8 +224,14 @@ def test_lower_version_replay_is_refused(fleet: Fleet, installed: AntiRollbackSt
 def test_equal_version_same_hash_is_a_no_op(fleet: Fleet, installed: AntiRollbackState) -> None:
     """A retained ``desired`` redelivered on reconnect must not reinstall anything."""
     before = installed.to_bytes()
-    result = admit(fleet.sign(manifest()), trust=fleet.store, installed=installed,
-                   hardware_profile="rpi4", max_artifact_bytes=MAX_BYTES, now=NOW)
+    result = admit(
+        fleet.sign(manifest()),
+        trust=fleet.store,
+        installed=installed,
+        hardware_profile="rpi4",
+        max_artifact_bytes=MAX_BYTES,
+        now=NOW,
+    )
     assert result.verdict is Verdict.CURRENT
     with pytest.raises(errors.RollbackError):
         installed.record(result.manifest)
@@ -224,11 +273,16 @@ def test_manifest_before_any_key_list_is_refused(fleet: Fleet) -> None:
     ("data", "error", "reason"),
     [
         pytest.param(artifact_bytes(), None, None, id="exact"),
-        pytest.param(artifact_bytes()[:-1] + b"!", errors.ArtifactError, "sha256_mismatch",
-                     id="one-byte-flipped"),
+        pytest.param(
+            artifact_bytes()[:-1] + b"!",
+            errors.ArtifactError,
+            "sha256_mismatch",
+            id="one-byte-flipped",
+        ),
         pytest.param(artifact_bytes()[:-1], errors.ArtifactError, "size_mismatch", id="short"),
-        pytest.param(artifact_bytes() + b"\0", errors.ArtifactTooLargeError,
-                     "artifact_too_large", id="long"),
+        pytest.param(
+            artifact_bytes() + b"\0", errors.ArtifactTooLargeError, "artifact_too_large", id="long"
+        ),
     ],
 )
 def test_check_artifact(data: bytes, error: type[Exception] | None, reason: str | None) -> None:
@@ -253,15 +307,17 @@ def test_key_list_needs_the_root_threshold(fleet: Fleet) -> None:
 
 
 def test_key_list_signed_by_a_signing_key_is_refused(fleet: Fleet) -> None:
-    self_promoted = key_list_envelope(2, [*fleet.signers, key("mallory")], 1,
-                                      signed_by=fleet.signers)
+    self_promoted = key_list_envelope(
+        2, [*fleet.signers, key("mallory")], 1, signed_by=fleet.signers
+    )
     with pytest.raises(errors.UnknownKeyError):
         fleet.store.update_signing_keys(self_promoted, now=NOW)
 
 
 def test_older_key_list_cannot_revive_a_revoked_key(fleet: Fleet) -> None:
-    keys_v2 = key_list_envelope(2, fleet.signers[1:], 1, signed_by=fleet.roots[:2],
-                                revoked=fleet.signers[:1])
+    keys_v2 = key_list_envelope(
+        2, fleet.signers[1:], 1, signed_by=fleet.roots[:2], revoked=fleet.signers[:1]
+    )
     store = fleet.store.update_signing_keys(keys_v2, now=NOW)
     before = store.to_bytes()
     with pytest.raises(errors.RollbackError):
@@ -293,10 +349,13 @@ def test_root_rotation_signed_by_old_and_new_thresholds(fleet: Fleet) -> None:
     store = fleet.store.rotate_root(v2, now=NOW)
     assert store.root.version == 2
     keys_v2 = key_list_envelope(2, fleet.signers, 1, signed_by=new_roots[1:])
-    assert store.update_signing_keys(keys_v2, now=NOW).signing_keys.version == 2
+    updated = store.update_signing_keys(keys_v2, now=NOW).signing_keys
+    assert updated is not None
+    assert updated.version == 2
     with pytest.raises(errors.UnknownKeyError):
         store.update_signing_keys(
-            key_list_envelope(3, fleet.signers, 1, signed_by=fleet.roots[:2]), now=NOW)
+            key_list_envelope(3, fleet.signers, 1, signed_by=fleet.roots[:2]), now=NOW
+        )
 
 
 def test_root_rotation_that_skips_a_version_is_refused(fleet: Fleet) -> None:
@@ -371,7 +430,8 @@ def test_anti_rollback_state_round_trips(installed: AntiRollbackState) -> None:
         b"",
         b'{"models":[{"model":"a","version":0,"sha256":"' + b"0" * 64 + b'"}]}',
         b'{"models":[{"model":"a","version":1,"sha256":"xyz"}]}',
-        b'{"models":[' + b",".join([b'{"model":"a","version":1,"sha256":"' + b"0" * 64 + b'"}'] * 2)
+        b'{"models":['
+        + b",".join([b'{"model":"a","version":1,"sha256":"' + b"0" * 64 + b'"}'] * 2)
         + b"]}",
     ],
     ids=["empty", "version-zero", "bad-sha", "duplicate-model"],
