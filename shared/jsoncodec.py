@@ -112,4 +112,5 @@ def canonical(value: Any) -> bytes:
     except UnicodeEncodeError as err:
         raise MessageError("string holds a lone surrogate", reason="bad_utf8") from err
     except (ValueError, TypeError) as err:
-        raise MessageError(f"cannot serialize: {err}", reason="non_finite") from err
+        reason = "non_finite" if isinstance(err, ValueError) else "unserializable"
+        raise MessageError(f"cannot serialize: {err}", reason=reason) from err

@@ -242,6 +242,8 @@ class Deployment:
 
     Inline, so a device that comes back online finds everything it needs to
     verify the update (before downloading a byte) in the one retained message.
+    With ``shadow`` the device stages this version and runs it beside the
+    version it serves now, without serving it, and reports agreement.
     """
 
     model: Name
@@ -249,12 +251,21 @@ class Deployment:
     shadow: bool = False
     rollout_id: Identifier | None = None
 
+    def __post_init__(self) -> None:
+        named = self.manifest.signed.get("model")
+        require(
+            named == self.model, f"deployment of {self.model!r} carries a manifest for {named!r}"
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class Desired:
     """Retained: the full desired deployment for one device, replaced as a whole.
 
     ``revision`` grows with every publish, so an agent ignores a stale copy.
+    ``roots`` carries every root version after the one a device may have
+    pinned, oldest first, so it can rotate one step at a time;
+    ``signing_keys`` is the current root-signed key list.
     """
 
     MAX_BYTES: ClassVar[int] = 1024 * 1024
@@ -263,6 +274,7 @@ class Desired:
     issued_at: Timestamp
     deployments: Annotated[tuple[Deployment, ...], Length(max=8)]
     signing_keys: SignedEnvelope | None = None
+    roots: Annotated[tuple[SignedEnvelope, ...], Length(max=16)] = ()
 
     def __post_init__(self) -> None:
         models = [d.model for d in self.deployments]
@@ -302,8 +314,14 @@ MESSAGE_TYPES: dict[Channel, type[Message]] = {
 
 
 def encode(message: Message) -> bytes:
-    """Wire bytes for ``message`` (canonical JSON, so equal messages give equal bytes)."""
-    body: dict[str, Any] = schema.to_json(message)
+    """Wire bytes for ``message`` (canonical JSON, so equal messages give equal bytes).
+
+    The message is passed through the decoder first: a sender finds out here,
+    not from a receiver's rejection counter, that a field is out of range,
+    and an ``int`` in a float field goes out as a float, so bytes round-trip.
+    """
+    checked = schema.from_json(type(message), schema.to_json(message))
+    body: dict[str, Any] = schema.to_json(checked)
     body["schema"] = SCHEMA_VERSION
     payload = jsoncodec.canonical(body)
     if len(payload) > message.MAX_BYTES:

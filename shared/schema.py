@@ -14,7 +14,7 @@ import dataclasses
 import re
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import Enum
 from typing import Annotated, Any, TypeVar, Union, get_args, get_origin, get_type_hints
@@ -106,85 +106,123 @@ def _decode(tp: Any, value: Any, path: _Path) -> Any:
     if get_origin(tp) is Annotated:
         tp, *rest = get_args(tp)
         meta = tuple(rest)
-    length = next((m for m in meta if isinstance(m, Length)), None)
     origin = get_origin(tp)
-
     if origin in (Union, types.UnionType):
-        members = get_args(tp)
-        if value is None:
-            if type(None) in members:
-                return None
-            _fail(path, "must not be null")
-        choices = [member for member in members if member is not type(None)]
-        if len(choices) == 1:
-            # Plain ``X | None``: keep X's own error and reason slug.
-            return _decode(choices[0], value, path)
-        errors: list[str] = []
-        for member in choices:
-            try:
-                return _decode(member, value, path)
-            except MessageError as err:
-                errors.append(str(err))
-        _fail(path, f"matches none of the allowed types ({'; '.join(errors)})")
-    if tp is bool:
-        if not isinstance(value, bool):
-            _fail(path, f"expected boolean, got {_type_name(value)}")
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            _fail(path, f"expected integer, got {_type_name(value)}")
-        for m in meta:
-            if isinstance(m, Range):
-                _check_range(value, m, path)
-        return value
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            _fail(path, f"expected number, got {_type_name(value)}")
-        try:
-            number = float(value)
-        except OverflowError:
-            _fail(path, "integer too large for a double", "out_of_range")
-        for m in meta:
-            if isinstance(m, Range):
-                _check_range(number, m, path)
-        return number
-    if tp is str:
-        if not isinstance(value, str):
-            _fail(path, f"expected string, got {_type_name(value)}")
-        _check_length(len(value), length, DEFAULT_MAX_STRING, path)
-        for m in meta:
-            if isinstance(m, Pattern) and re.fullmatch(m.regex, value) is None:
-                _fail(path, f"{value[:80]!r} does not match {m.regex}", "bad_format")
-        return value
+        return _decode_union(get_args(tp), value, path)
+    scalar = _SCALARS.get(tp)
+    if scalar is not None:
+        return scalar(value, meta, path)
     if isinstance(tp, type) and issubclass(tp, Enum):
-        try:
-            return tp(value)
-        except (ValueError, TypeError):
-            allowed = ", ".join(repr(e.value) for e in tp)
-            _fail(path, f"{value!r} is not one of {allowed}", "bad_enum")
+        return _decode_enum(tp, value, path)
     if origin is tuple:
-        item_type, ellipsis = get_args(tp)
-        if ellipsis is not Ellipsis:
-            raise TypeError(f"only tuple[T, ...] is supported, got {tp}")
-        if not isinstance(value, list):
-            _fail(path, f"expected array, got {_type_name(value)}")
-        _check_length(len(value), length, DEFAULT_MAX_ITEMS, path)
-        return tuple(
-            _decode(item_type, item, _Path(path, f"[{i}]")) for i, item in enumerate(value)
-        )
+        return _decode_tuple(get_args(tp), value, meta, path)
     if origin is dict:
-        key_type, value_type = get_args(tp)
-        if key_type is not str:
-            raise TypeError(f"only dict[str, T] is supported, got {tp}")
-        if not isinstance(value, dict):
-            _fail(path, f"expected object, got {_type_name(value)}")
-        _check_length(len(value), length, DEFAULT_MAX_ITEMS, path)
-        if value_type is Any:
-            return value
-        return {k: _decode(value_type, v, _Path(path, f".{k}")) for k, v in value.items()}
+        return _decode_dict(get_args(tp), value, meta, path)
     if dataclasses.is_dataclass(tp) and isinstance(tp, type):
         return _decode_dataclass(tp, value, path)
     raise TypeError(f"unsupported schema type {tp!r} at {path}")
+
+
+def _decode_union(members: tuple[Any, ...], value: Any, path: _Path) -> Any:
+    if value is None:
+        if type(None) in members:
+            return None
+        _fail(path, "must not be null")
+    choices = [member for member in members if member is not type(None)]
+    if len(choices) == 1:
+        # Plain ``X | None``: keep X's own error and reason slug.
+        return _decode(choices[0], value, path)
+    errors: list[str] = []
+    for member in choices:
+        try:
+            return _decode(member, value, path)
+        except MessageError as err:
+            errors.append(str(err))
+    _fail(path, f"matches none of the allowed types ({'; '.join(errors)})")
+
+
+def _decode_bool(value: Any, meta: tuple[Any, ...], path: _Path) -> bool:
+    if not isinstance(value, bool):
+        _fail(path, f"expected boolean, got {_type_name(value)}")
+    return value
+
+
+def _decode_int(value: Any, meta: tuple[Any, ...], path: _Path) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        _fail(path, f"expected integer, got {_type_name(value)}")
+    for m in meta:
+        if isinstance(m, Range):
+            _check_range(value, m, path)
+    return value
+
+
+def _decode_float(value: Any, meta: tuple[Any, ...], path: _Path) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        _fail(path, f"expected number, got {_type_name(value)}")
+    try:
+        number = float(value)
+    except OverflowError:
+        _fail(path, "integer too large for a double", "out_of_range")
+    for m in meta:
+        if isinstance(m, Range):
+            _check_range(number, m, path)
+    return number
+
+
+def _decode_str(value: Any, meta: tuple[Any, ...], path: _Path) -> str:
+    if not isinstance(value, str):
+        _fail(path, f"expected string, got {_type_name(value)}")
+    _check_length(len(value), _length(meta), DEFAULT_MAX_STRING, path)
+    for m in meta:
+        if isinstance(m, Pattern) and re.fullmatch(m.regex, value) is None:
+            _fail(path, f"{value[:80]!r} does not match {m.regex}", "bad_format")
+    return value
+
+
+_SCALARS: dict[Any, Callable[[Any, tuple[Any, ...], _Path], Any]] = {
+    bool: _decode_bool,
+    int: _decode_int,
+    float: _decode_float,
+    str: _decode_str,
+}
+
+
+def _decode_enum(tp: type[Enum], value: Any, path: _Path) -> Enum:
+    try:
+        return tp(value)
+    except (ValueError, TypeError):
+        allowed = ", ".join(repr(e.value) for e in tp)
+        _fail(path, f"{value!r} is not one of {allowed}", "bad_enum")
+
+
+def _decode_tuple(
+    args: tuple[Any, ...], value: Any, meta: tuple[Any, ...], path: _Path
+) -> tuple[Any, ...]:
+    item_type, ellipsis = args
+    if ellipsis is not Ellipsis:
+        raise TypeError(f"only tuple[T, ...] is supported, got tuple{list(args)}")
+    if not isinstance(value, list):
+        _fail(path, f"expected array, got {_type_name(value)}")
+    _check_length(len(value), _length(meta), DEFAULT_MAX_ITEMS, path)
+    return tuple(_decode(item_type, item, _Path(path, f"[{i}]")) for i, item in enumerate(value))
+
+
+def _decode_dict(
+    args: tuple[Any, ...], value: Any, meta: tuple[Any, ...], path: _Path
+) -> dict[str, Any]:
+    key_type, value_type = args
+    if key_type is not str:
+        raise TypeError(f"only dict[str, T] is supported, got dict{list(args)}")
+    if not isinstance(value, dict):
+        _fail(path, f"expected object, got {_type_name(value)}")
+    _check_length(len(value), _length(meta), DEFAULT_MAX_ITEMS, path)
+    if value_type is Any:
+        return value
+    return {k: _decode(value_type, v, _Path(path, f".{k}")) for k, v in value.items()}
+
+
+def _length(meta: tuple[Any, ...]) -> Length | None:
+    return next((m for m in meta if isinstance(m, Length)), None)
 
 
 _FIELDS: dict[type, tuple[tuple[str, Any, bool], ...]] = {}

@@ -80,8 +80,15 @@ def _validate_chunk(chunk: int) -> int:
     return chunk
 
 
+def _channel(channel: Channel | str) -> Channel:
+    try:
+        return Channel(channel)
+    except ValueError:
+        raise TopicError(f"unknown channel {channel!r}") from None
+
+
 def device_topic(device_id: str, channel: Channel) -> str:
-    return f"{NAMESPACE}/d/{validate_device_id(device_id)}/{Channel(channel).value}"
+    return f"{NAMESPACE}/d/{validate_device_id(device_id)}/{_channel(channel).value}"
 
 
 def artifact_topic(sha256: str, chunk: int) -> str:
@@ -95,12 +102,12 @@ def artifact_filter(sha256: str) -> str:
 
 def channel_filter(channel: Channel) -> str:
     """Subscription filter for one channel of every device."""
-    return f"{NAMESPACE}/d/+/{Channel(channel).value}"
+    return f"{NAMESPACE}/d/+/{_channel(channel).value}"
 
 
 def shared_subscription(channel: Channel, group: str = SHARED_GROUP) -> str:
     """Filter through which server replicas split one channel's ingest between them."""
-    if _GROUP.fullmatch(group) is None:
+    if not isinstance(group, str) or _GROUP.fullmatch(group) is None:
         raise TopicError(f"invalid shared subscription group {group!r}")
     return f"$share/{group}/{channel_filter(channel)}"
 
@@ -117,11 +124,7 @@ def parse_topic(topic: str) -> DeviceTopic | ArtifactTopic:
         raise TopicError(f"topic {topic!r} has {len(parts)} levels under {NAMESPACE}, want 3")
     kind, ident, last = parts
     if kind == "d":
-        try:
-            channel = Channel(last)
-        except ValueError:
-            raise TopicError(f"topic {topic!r}: unknown channel {last!r}") from None
-        return DeviceTopic(validate_device_id(ident), channel)
+        return DeviceTopic(validate_device_id(ident), _channel(last))
     if kind == "a":
         if _CHUNK.fullmatch(last) is None:
             raise TopicError(f"topic {topic!r}: chunk index {last!r} is not a canonical integer")

@@ -27,7 +27,10 @@ def test_every_subpackage_is_listed_for_the_wheel() -> None:
 
 def test_agent_extra_holds_only_what_the_agent_may_import() -> None:
     extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
-        "optional-dependencies"]
-    names = {dep.split(";")[0].split("[")[0].split(">")[0].split("=")[0].split("<")[0].strip()
-             for dep in extras["agent"]}
+        "optional-dependencies"
+    ]
+    names = {
+        dep.split(";")[0].split("[")[0].split(">")[0].split("=")[0].split("<")[0].strip()
+        for dep in extras["agent"]
+    }
     assert names == {"paho-mqtt", "numpy", "cryptography", "tflite-runtime", "ai-edge-litert"}

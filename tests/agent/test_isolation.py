@@ -11,8 +11,20 @@ import subprocess
 import sys
 import textwrap
 
-BLOCKED = ("tensorflow", "keras", "fastapi", "starlette", "uvicorn", "sqlalchemy", "alembic",
-           "apscheduler", "pydantic", "pydantic_settings", "jinja2", "psycopg")
+BLOCKED = (
+    "tensorflow",
+    "keras",
+    "fastapi",
+    "starlette",
+    "uvicorn",
+    "sqlalchemy",
+    "alembic",
+    "apscheduler",
+    "pydantic",
+    "pydantic_settings",
+    "jinja2",
+    "psycopg",
+)
 
 PROBE = textwrap.dedent(
     """
@@ -53,18 +65,29 @@ PROBE = textwrap.dedent(
 def test_agent_and_shared_import_without_server_dependencies() -> None:
     result = subprocess.run(
         [sys.executable, "-c", PROBE, ",".join(BLOCKED)],
-        capture_output=True, text=True, timeout=60, check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert result.returncode == 0, result.stderr or result.stdout
     imported = set(result.stdout.split())
-    for module in ("edgefleet.agent", "edgefleet.agent.cli", "edgefleet.shared.trust",
-                   "edgefleet.shared.messages", "edgefleet.shared.admission"):
+    for module in (
+        "edgefleet.agent",
+        "edgefleet.agent.cli",
+        "edgefleet.shared.trust",
+        "edgefleet.shared.messages",
+        "edgefleet.shared.admission",
+    ):
         assert module in imported
 
 
 def test_agent_cli_reports_its_version() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "edgefleet.agent.cli", "--version"],
-        capture_output=True, text=True, timeout=60, check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
     )
     assert result.stdout.startswith("edgefleet-agent ")

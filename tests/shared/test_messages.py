@@ -45,6 +45,7 @@ from edgefleet.shared.messages import (
 )
 from edgefleet.shared.signed import SignedEnvelope, key_id, verify_threshold
 from edgefleet.shared.topics import Channel
+from edgefleet.shared.trust import TrustStore
 from tests.fixtures.golden import (
     BAD_DIR,
     GOLDEN_ROOT_SEED,
@@ -176,6 +177,27 @@ def test_golden_desired_carries_signed_manifests() -> None:
     assert desired.signing_keys is not None
     root = _public(GOLDEN_ROOT_SEED)
     verify_threshold(desired.signing_keys, {key_id(root): root}, 1, what="signing keys")
+
+
+def test_golden_desired_is_a_complete_chain_of_trust() -> None:
+    """An agent holding nothing but the golden root can verify every deployment."""
+    desired = golden_message("desired")
+    assert isinstance(desired, messages.Desired)
+    assert desired.signing_keys is not None
+    assert len(desired.roots) == 1
+    store = TrustStore.pin(desired.roots[0]).update_signing_keys(
+        desired.signing_keys, now=desired.issued_at
+    )
+    for deployment in desired.deployments:
+        manifest = store.verify_manifest(deployment.manifest, now=desired.issued_at)
+        assert manifest.model == deployment.model
+
+
+def test_deployment_refuses_a_manifest_for_another_model() -> None:
+    desired = golden_message("desired")
+    assert isinstance(desired, messages.Desired)
+    with pytest.raises(MessageError, match="carries a manifest for 'kws'"):
+        Deployment(model="vibration-anomaly", manifest=desired.deployments[0].manifest)
 
 
 # --- bad payloads -----------------------------------------------------------------------
@@ -568,3 +590,20 @@ def test_round_trip(strategy: st.SearchStrategy[messages.Message]) -> None:
         assert encode(decoded) == payload
 
     check()
+
+
+def test_encode_refuses_what_a_receiver_would_refuse() -> None:
+    with pytest.raises(MessageError) as caught:
+        encode(event(seq=-1))
+    assert caught.value.reason == "out_of_range"
+    with pytest.raises(MessageError) as caught:
+        encode(event(model="KWS"))
+    assert caught.value.reason == "bad_format"
+
+
+def test_encode_writes_integral_floats_as_floats_so_bytes_round_trip() -> None:
+    payload = encode(telemetry(window(start=T, end=T + 60)))
+    assert encode(messages.decode(Channel.TELEMETRY, payload)) == payload
+    integral = encode(telemetry(window(start=int(T), end=int(T) + 60)))
+    assert encode(messages.decode(Channel.TELEMETRY, integral)) == integral
+    assert f'"start":{float(int(T))}'.encode() in integral
