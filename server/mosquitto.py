@@ -23,7 +23,7 @@ from edgefleet.shared.topics import (
     DEVICE_WRITES,
     NAMESPACE,
     Channel,
-    artifact_filter,
+    all_artifacts_filter,
     channel_filter,
     validate_device_id,
 )
@@ -91,7 +91,7 @@ def render_acl(server_user: str) -> str:
         [
             *(f"pattern write {_own(channel)}\n" for channel in writes),
             *(f"pattern read {_own(channel)}\n" for channel in reads),
-            f"pattern read {_all_artifacts()}\n",
+            f"pattern read {all_artifacts_filter()}\n",
             "\n",
             f"user {server_user}\n",
             f"topic readwrite {NAMESPACE}/#\n",
@@ -151,11 +151,6 @@ def render_config(
 def _own(channel: Channel) -> str:
     # channel_filter's one "+" is the device-id level; %u pins it to the client's username.
     return channel_filter(channel).replace("+", "%u")
-
-
-def _all_artifacts() -> str:
-    # Strip "{sha256}/+" from a sample filter to get the artifact root.
-    return artifact_filter("0" * 64).rsplit("/", 2)[0] + "/#"
 
 
 def _is_device_id(name: str) -> bool:

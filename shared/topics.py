@@ -100,6 +100,11 @@ def artifact_filter(sha256: str) -> str:
     return f"{NAMESPACE}/a/{validate_sha256(sha256)}/+"
 
 
+def all_artifacts_filter() -> str:
+    """Filter for every chunk of every artifact: what any device may read."""
+    return f"{NAMESPACE}/a/#"
+
+
 def channel_filter(channel: Channel) -> str:
     """Subscription filter for one channel of every device."""
     return f"{NAMESPACE}/d/+/{_channel(channel).value}"
