@@ -1,4 +1,4 @@
-"""What both server harnesses need from the operating system: a port and an account."""
+"""What both server harnesses share: the start/stop protocol, a port and an account."""
 
 from __future__ import annotations
 
@@ -7,6 +7,29 @@ import pwd
 import socket
 from dataclasses import dataclass
 from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+
+class Service:
+    """A throwaway server process: ``start()``/``stop()``, or a ``with`` block."""
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
 
 
 def free_loopback_port() -> int:

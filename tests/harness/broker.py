@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
+from typing import Self
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
@@ -33,7 +33,7 @@ from edgefleet.server.mosquitto import (
     render_password_file,
 )
 from edgefleet.shared.topics import validate_device_id
-from tests.harness._system import ServiceAccount, free_loopback_port, write_private
+from tests.harness._system import Service, ServiceAccount, free_loopback_port, write_private
 
 HOST = "127.0.0.1"
 TIMEOUT = 5.0
@@ -50,7 +50,7 @@ class Credentials:
     password: str
 
 
-class MosquittoBroker:
+class MosquittoBroker(Service):
     """One ``mosquitto`` process on a free loopback port, in its own directory.
 
     Use as a context manager, or call :meth:`start` and :meth:`stop`. The
@@ -79,7 +79,7 @@ class MosquittoBroker:
     def log_path(self) -> Path:
         return self.directory / "mosquitto.log"
 
-    def start(self) -> MosquittoBroker:
+    def start(self) -> Self:
         executable = shutil.which("mosquitto") or shutil.which("mosquitto", path="/usr/sbin")
         if executable is None:
             raise BrokerError(
@@ -234,17 +234,6 @@ class MosquittoBroker:
         if self._dir is not None and not self._keep_files:
             shutil.rmtree(self._dir, ignore_errors=True)
             self._dir = None
-
-    def __enter__(self) -> MosquittoBroker:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def _set_user(self, credentials: Credentials, password_hash: str | None = None) -> None:
         password_hash = password_hash or hash_password(credentials.password)

@@ -19,13 +19,13 @@ import shutil
 import subprocess
 import tempfile
 from pathlib import Path
-from types import TracebackType
+from typing import Self
 
 from sqlalchemy import URL, Engine, create_engine, make_url, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
-from tests.harness._system import ServiceAccount, free_loopback_port, write_private
+from tests.harness._system import Service, ServiceAccount, free_loopback_port, write_private
 
 ENV_URL = "EDGEFLEET_TEST_POSTGRES_URL"
 HOST = "127.0.0.1"
@@ -46,7 +46,7 @@ class PostgresError(RuntimeError):
     """PostgreSQL is missing, or the cluster did not start or stop."""
 
 
-class PostgresCluster:
+class PostgresCluster(Service):
     """Hands out one fresh database per caller on a single server.
 
     Use as a context manager, or call :meth:`start` and :meth:`stop`.
@@ -70,7 +70,7 @@ class PostgresCluster:
     def log_path(self) -> Path | None:
         return None if self._dir is None else self._dir / "postgres.log"
 
-    def start(self) -> PostgresCluster:
+    def start(self) -> Self:
         try:
             if self._external is not None:
                 self._admin = _admin_engine(self._external)
@@ -122,17 +122,6 @@ class PostgresCluster:
             finally:
                 shutil.rmtree(self._dir, ignore_errors=True)
                 self._dir = None
-
-    def __enter__(self) -> PostgresCluster:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def _start_local(self) -> None:
         self._bindir = find_bindir()
