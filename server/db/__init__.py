@@ -1,0 +1,4 @@
+"""Persistence: typed tables, the engine, and Alembic migrations.
+
+Only services import from here; HTTP handlers and the CLI go through them.
+"""

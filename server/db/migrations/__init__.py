@@ -1,0 +1,1 @@
+"""Alembic migration scripts (a package so setuptools installs them as code)."""

@@ -1,0 +1,243 @@
+"""The tables, as SQLAlchemy 2 typed declarative models.
+
+Times are float seconds since the epoch (UTC) everywhere, the same unit the
+MQTT messages carry, so telemetry windows need no conversion and both SQLite
+and PostgreSQL compare them natively. Schema changes go through a new Alembic
+revision in ``migrations/versions``; a test checks models and migrations agree.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+NAME = 63
+"""Length of device ids, model names, profiles (the shared id alphabet)."""
+
+Json = JSON().with_variant(JSONB(), "postgresql")
+Id64 = BigInteger().with_variant(Integer(), "sqlite")
+"""64-bit keys on PostgreSQL; SQLite only autoincrements a plain INTEGER PRIMARY KEY."""
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(
+        naming_convention={
+            "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+            "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+            "ck": "ck_%(table_name)s_%(constraint_name)s",
+            "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+            "pk": "pk_%(table_name)s",
+        }
+    )
+    type_annotation_map = {dict[str, Any]: Json, list[Any]: Json}
+
+
+class DeviceState(StrEnum):
+    PROVISIONED = "provisioned"
+    ONLINE = "online"
+    OFFLINE = "offline"
+    REVOKED = "revoked"
+
+
+class GroupKind(StrEnum):
+    STATIC = "static"
+    SELECTOR = "selector"
+
+
+class VersionStage(StrEnum):
+    CANDIDATE = "candidate"
+    APPROVED = "approved"
+    DEPRECATED = "deprecated"
+
+
+class Role(StrEnum):
+    """API token roles; each includes the rights of the ones before it."""
+
+    VIEWER = "viewer"
+    OPERATOR = "operator"
+    ADMIN = "admin"
+
+
+class Device(Base):
+    __tablename__ = "devices"
+
+    id: Mapped[str] = mapped_column(String(NAME), primary_key=True)
+    profile: Mapped[str] = mapped_column(String(NAME), index=True)
+    state: Mapped[str] = mapped_column(String(16), index=True, default=DeviceState.PROVISIONED)
+    tags: Mapped[list[Any]] = mapped_column(default=list)
+    labels: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[float] = mapped_column(Float)
+    updated_at: Mapped[float] = mapped_column(Float)
+    last_seen_at: Mapped[float | None] = mapped_column(Float)
+    agent_version: Mapped[str | None] = mapped_column(String(64))
+    running: Mapped[list[Any]] = mapped_column(default=list)
+    """Model slots from the device's last retained state message."""
+    revoked_at: Mapped[float | None] = mapped_column(Float)
+
+
+class Group(Base):
+    __tablename__ = "groups"
+
+    id: Mapped[int] = mapped_column(Id64, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(NAME), unique=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    selector: Mapped[str | None] = mapped_column(Text)
+    description: Mapped[str] = mapped_column(String(500), default="")
+    created_at: Mapped[float] = mapped_column(Float)
+    members: Mapped[list[GroupMember]] = relationship(
+        cascade="all, delete-orphan", order_by="GroupMember.device_id"
+    )
+
+
+class GroupMember(Base):
+    __tablename__ = "group_members"
+
+    group_id: Mapped[int] = mapped_column(
+        ForeignKey("groups.id", ondelete="CASCADE"), primary_key=True
+    )
+    device_id: Mapped[str] = mapped_column(
+        ForeignKey("devices.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+
+
+class Model(Base):
+    __tablename__ = "models"
+
+    id: Mapped[int] = mapped_column(Id64, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(NAME), unique=True)
+    description: Mapped[str] = mapped_column(String(500), default="")
+    created_at: Mapped[float] = mapped_column(Float)
+    versions: Mapped[list[ModelVersion]] = relationship(
+        back_populates="model", order_by="ModelVersion.version"
+    )
+
+
+class ModelVersion(Base):
+    __tablename__ = "model_versions"
+    __table_args__ = (UniqueConstraint("model_id", "version"),)
+
+    id: Mapped[int] = mapped_column(Id64, primary_key=True, autoincrement=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"))
+    version: Mapped[int] = mapped_column(Integer)
+    stage: Mapped[str] = mapped_column(String(16), default=VersionStage.CANDIDATE)
+    metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    dataset_hash: Mapped[str | None] = mapped_column(String(64))
+    training_run: Mapped[str | None] = mapped_column(String(128))
+    quantization: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    code_version: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[float] = mapped_column(Float)
+    created_by: Mapped[str] = mapped_column(String(NAME))
+    model: Mapped[Model] = relationship(back_populates="versions")
+    artifacts: Mapped[list[Artifact]] = relationship(
+        back_populates="version", cascade="all, delete-orphan", order_by="Artifact.hardware_profile"
+    )
+
+
+class Artifact(Base):
+    """One variant of a version, built for one hardware profile, with its signed manifest."""
+
+    __tablename__ = "artifacts"
+    __table_args__ = (UniqueConstraint("version_id", "hardware_profile"),)
+
+    id: Mapped[int] = mapped_column(Id64, primary_key=True, autoincrement=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id", ondelete="CASCADE"))
+    hardware_profile: Mapped[str] = mapped_column(String(NAME))
+    variant: Mapped[str] = mapped_column(String(32))
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    manifest: Mapped[dict[str, Any]] = mapped_column()
+    """The signed manifest envelope, exactly as devices receive it."""
+    created_at: Mapped[float] = mapped_column(Float)
+    version: Mapped[ModelVersion] = relationship(back_populates="artifacts")
+
+
+class TelemetryRecord(Base):
+    """One telemetry window of one device; ``(device_id, seq)`` makes redelivery harmless."""
+
+    __tablename__ = "telemetry"
+    __table_args__ = (
+        UniqueConstraint("device_id", "seq"),
+        Index("ix_telemetry_device_start", "device_id", "window_start"),
+    )
+
+    id: Mapped[int] = mapped_column(Id64, primary_key=True, autoincrement=True)
+    device_id: Mapped[str] = mapped_column(String(NAME))
+    seq: Mapped[int] = mapped_column(BigInteger)
+    window_start: Mapped[float] = mapped_column(Float)
+    window_end: Mapped[float] = mapped_column(Float)
+    model: Mapped[str | None] = mapped_column(String(NAME))
+    version: Mapped[int | None] = mapped_column(Integer)
+    inferences: Mapped[int] = mapped_column(BigInteger)
+    errors: Mapped[int] = mapped_column(BigInteger)
+    latency_p50_ms: Mapped[float | None] = mapped_column(Float)
+    latency_p95_ms: Mapped[float | None] = mapped_column(Float)
+    cpu_percent: Mapped[float | None] = mapped_column(Float)
+    memory_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    temperature_c: Mapped[float | None] = mapped_column(Float)
+    histograms: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    """Latency and confidence histograms as sent, for gates that need the distribution."""
+    received_at: Mapped[float] = mapped_column(Float)
+
+
+class DeviceEvent(Base):
+    __tablename__ = "device_events"
+    __table_args__ = (
+        UniqueConstraint("device_id", "seq"),
+        Index("ix_device_events_device_at", "device_id", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(Id64, primary_key=True, autoincrement=True)
+    device_id: Mapped[str] = mapped_column(String(NAME))
+    seq: Mapped[int] = mapped_column(BigInteger)
+    at: Mapped[float] = mapped_column(Float)
+    kind: Mapped[str] = mapped_column(String(16))
+    model: Mapped[str] = mapped_column(String(NAME))
+    version: Mapped[int] = mapped_column(Integer)
+    rollout_id: Mapped[str | None] = mapped_column(String(128))
+    reason: Mapped[str | None] = mapped_column(String(500))
+    progress: Mapped[float | None] = mapped_column(Float)
+    received_at: Mapped[float] = mapped_column(Float)
+
+
+class ApiToken(Base):
+    """A bearer token; only its SHA-256 is stored, the secret is shown once."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(Id64, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(NAME), unique=True)
+    role: Mapped[str] = mapped_column(String(16))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[float] = mapped_column(Float)
+    expires_at: Mapped[float | None] = mapped_column(Float)
+    revoked_at: Mapped[float | None] = mapped_column(Float)
+    last_used_at: Mapped[float | None] = mapped_column(Float)
+
+
+class AuditRecord(Base):
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_target", "target_type", "target_id"),)
+
+    id: Mapped[int] = mapped_column(Id64, primary_key=True, autoincrement=True)
+    at: Mapped[float] = mapped_column(Float, index=True)
+    actor: Mapped[str] = mapped_column(String(NAME), index=True)
+    action: Mapped[str] = mapped_column(String(64), index=True)
+    target_type: Mapped[str] = mapped_column(String(32))
+    target_id: Mapped[str] = mapped_column(String(128))
+    before: Mapped[dict[str, Any] | None] = mapped_column()
+    after: Mapped[dict[str, Any] | None] = mapped_column()
