@@ -18,7 +18,9 @@ NAMESPACE = "ef/v1"
 SHARED_GROUP = "edgefleet"
 MAX_CHUNK_INDEX = 1_000_000
 
-_DEVICE_ID = re.compile(r"[a-z0-9][a-z0-9_.-]{0,62}")
+DEVICE_ID_PATTERN = r"[a-z0-9][a-z0-9_.-]{0,62}"
+"""Device ids; ``..`` is refused on top, so an id is also a safe path component."""
+_DEVICE_ID = re.compile(DEVICE_ID_PATTERN)
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _CHUNK = re.compile(r"0|[1-9][0-9]{0,6}")
 _GROUP = re.compile(r"[A-Za-z0-9_-]{1,64}")

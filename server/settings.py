@@ -1,0 +1,107 @@
+"""The server's one configuration object, read from ``EDGEFLEET_*`` variables.
+
+Validated once at start-up; a production profile refuses settings that would
+be convenient in a demo and dangerous on a network (no broker password, a
+broker reached without TLS over a non-loopback address, an API open to every
+interface without TLS in front of it is the operator's call and is logged).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from enum import StrEnum
+from pathlib import Path
+from typing import Self
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from edgefleet.server.errors import ConfigError
+
+WEAK_SECRETS = frozenset({"", "changeme", "password", "edgefleet", "admin", "secret"})
+
+
+class Profile(StrEnum):
+    DEV = "dev"
+    PROD = "prod"
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="EDGEFLEET_", extra="forbid", frozen=True)
+
+    profile: Profile = Profile.PROD
+    data_dir: Path = Path(".edgefleet")
+    database_url: str | None = None
+    """Defaults to a SQLite file in ``data_dir``."""
+
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(8080, ge=1, le=65535)
+
+    broker_host: str = "127.0.0.1"
+    broker_port: int = Field(1883, ge=1, le=65535)
+    broker_username: str = "_edgefleet-server"
+    broker_password: SecretStr = SecretStr("")
+    broker_admin_username: str = "_edgefleet-admin"
+    broker_admin_password: SecretStr = SecretStr("")
+    broker_tls_ca: Path | None = None
+    device_broker_host: str | None = None
+    """Address devices use to reach the broker (written into device bundles)."""
+    device_broker_port: int | None = Field(None, ge=1, le=65535)
+    share_group: str = Field("edgefleet", pattern=r"^[A-Za-z0-9_-]{1,64}$")
+
+    signing_dir: Path | None = None
+    """Signing key, key list and root chain; defaults to ``data_dir/keys/signing``."""
+
+    ingest_batch_size: int = Field(500, ge=1, le=100_000)
+    ingest_flush_seconds: float = Field(0.5, gt=0, le=60)
+    ingest_queue_size: int = Field(100_000, ge=100)
+
+    @model_validator(mode="after")
+    def _refuse_insecure(self) -> Self:
+        if self.profile is Profile.DEV:
+            return self
+        problems = []
+        if self.broker_password.get_secret_value() in WEAK_SECRETS:
+            problems.append("EDGEFLEET_BROKER_PASSWORD is empty or a well-known default")
+        if self.broker_admin_password.get_secret_value() in WEAK_SECRETS:
+            problems.append("EDGEFLEET_BROKER_ADMIN_PASSWORD is empty or a well-known default")
+        if not _is_loopback(self.broker_host) and self.broker_tls_ca is None:
+            problems.append(
+                f"broker {self.broker_host} is not on loopback but EDGEFLEET_BROKER_TLS_CA is "
+                "unset: credentials would cross the network in clear text"
+            )
+        if problems:
+            raise ValueError(
+                "refusing insecure settings in the prod profile (set EDGEFLEET_PROFILE=dev "
+                "for a local demo): " + "; ".join(problems)
+            )
+        return self
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'edgefleet.db').resolve()}"
+
+    @property
+    def effective_signing_dir(self) -> Path:
+        return self.signing_dir or self.data_dir / "keys" / "signing"
+
+    @property
+    def artifact_dir(self) -> Path:
+        return self.data_dir / "artifacts"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Settings from the environment (and ``overrides``), or a :class:`ConfigError`."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValueError as err:
+        raise ConfigError(f"invalid settings: {err}") from err
