@@ -1,0 +1,94 @@
+"""API bearer tokens and roles.
+
+Tokens are 32 random bytes shown once at creation; the database keeps their
+SHA-256 only (a high-entropy secret needs no slow hash), so a leaked database
+does not leak working tokens.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from edgefleet.server.db.models import ApiToken, Role
+from edgefleet.server.errors import (
+    AuthenticationError,
+    ConflictError,
+    InvalidInputError,
+    NotFoundError,
+    PermissionDeniedError,
+)
+from edgefleet.shared.topics import DEVICE_ID_PATTERN
+
+TOKEN_PREFIX = "eft_"  # noqa: S105 - a marker that makes leaked tokens greppable, not a secret
+_RANK = {Role.VIEWER: 0, Role.OPERATOR: 1, Role.ADMIN: 2}
+_NAME = DEVICE_ID_PATTERN
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling: the token's name (the audit log's actor) and its role."""
+
+    name: str
+    role: Role
+
+    def require(self, role: Role) -> None:
+        if _RANK[self.role] < _RANK[role]:
+            raise PermissionDeniedError(
+                f"token {self.name!r} has role {self.role.value!r}; this needs {role.value!r}"
+            )
+
+
+def _digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode("utf-8")).hexdigest()
+
+
+def create_token(
+    *, session: Session, name: str, role: Role, now: float, expires_at: float | None = None
+) -> tuple[ApiToken, str]:
+    """Store a new token and return it with its secret (which is not kept)."""
+    if re.fullmatch(_NAME, name) is None:
+        raise InvalidInputError(f"token name {name[:80]!r} must match {_NAME}")
+    if expires_at is not None and expires_at <= now:
+        raise InvalidInputError("token would expire before it is created")
+    if session.scalar(select(ApiToken.id).where(ApiToken.name == name)) is not None:
+        raise ConflictError(f"a token named {name!r} exists; revoke it or pick another name")
+    secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    token = ApiToken(
+        name=name,
+        role=Role(role).value,
+        token_hash=_digest(secret),
+        created_at=now,
+        expires_at=expires_at,
+    )
+    session.add(token)
+    session.flush()
+    return token, secret
+
+
+def authenticate(*, session: Session, secret: str | None, now: float) -> Principal:
+    if not secret:
+        raise AuthenticationError("missing bearer token")
+    token = session.scalar(select(ApiToken).where(ApiToken.token_hash == _digest(secret)))
+    if token is None:
+        raise AuthenticationError("unknown token")
+    if token.revoked_at is not None:
+        raise AuthenticationError(f"token {token.name!r} was revoked")
+    if token.expires_at is not None and now >= token.expires_at:
+        raise AuthenticationError(f"token {token.name!r} expired")
+    token.last_used_at = now
+    return Principal(name=token.name, role=Role(token.role))
+
+
+def revoke_token(*, session: Session, name: str, now: float) -> ApiToken:
+    token = session.scalar(select(ApiToken).where(ApiToken.name == name))
+    if token is None:
+        raise NotFoundError(f"no token named {name!r}")
+    if token.revoked_at is None:
+        token.revoked_at = now
+    return token
