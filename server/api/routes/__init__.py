@@ -1,0 +1,1 @@
+"""One module per resource; each only parses input, calls a service, shapes output."""

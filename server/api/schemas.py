@@ -1,0 +1,89 @@
+"""Request and response bodies: ``XCreate`` / ``XUpdate`` in, ``XPublic`` out.
+
+Length caps here turn a 10,000-character name into a 422 before any service
+runs; the services still validate meaning (alphabet, known profile).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from edgefleet.server.db.models import Role
+
+T = TypeVar("T")
+
+ShortText = Annotated[str, StringConstraints(min_length=1, max_length=63)]
+LabelValue = Annotated[str, StringConstraints(max_length=200)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Page(BaseModel, Generic[T]):
+    items: list[T]
+    total: int
+    limit: int
+    offset: int
+
+
+class DeviceCreate(Strict):
+    id: ShortText
+    profile: ShortText
+    tags: list[ShortText] = Field(default_factory=list, max_length=64)
+    labels: dict[ShortText, LabelValue] = Field(default_factory=dict, max_length=64)
+
+
+class DeviceUpdate(Strict):
+    tags: list[ShortText] | None = Field(default=None, max_length=64)
+    labels: dict[ShortText, LabelValue] | None = Field(default=None, max_length=64)
+
+
+class DevicePublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    profile: str
+    state: str
+    tags: list[str]
+    labels: dict[str, str]
+    created_at: float
+    updated_at: float
+    last_seen_at: float | None
+    agent_version: str | None
+    running: list[dict[str, Any]]
+    revoked_at: float | None
+
+
+class DeviceBundle(BaseModel):
+    device: DevicePublic
+    agent_config: str = Field(
+        description="agent.toml for the device; holds its broker "
+        "password, shown only in this response"
+    )
+
+
+class AuditPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    at: float
+    actor: str
+    action: str
+    target_type: str
+    target_id: str
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+
+
+class TokenPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    name: str
+    role: Role
+    created_at: float
+    expires_at: float | None
+    revoked_at: float | None
+    last_used_at: float | None

@@ -1,0 +1,31 @@
+"""The composition root's product: every long-lived object a request may need.
+
+Built once by the app's lifespan (or a test) and handed to handlers through
+``request.app.state``; nothing here is created at import time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from edgefleet.server.devices import BrokerAddress, DeviceAccounts, TrustSource
+from edgefleet.server.profiles import ProfileCatalog
+from edgefleet.server.settings import Settings
+
+Clock = Callable[[], float]
+
+
+@dataclass(slots=True)
+class Services:
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    clock: Clock
+    catalog: ProfileCatalog
+    accounts: DeviceAccounts
+    trust: TrustSource
+    broker_address: BrokerAddress
