@@ -28,9 +28,13 @@ class Batch:
     seen: dict[str, float] = field(default_factory=dict)
     messages: int = 0
     """Messages folded in (a telemetry message can carry many rows)."""
+    oldest: float | None = None
+    """Arrival time of the first message, for the ingest-lag metric."""
 
     def add(self, routed: Routed, received_at: float) -> None:
         self.messages += 1
+        if self.oldest is None:
+            self.oldest = received_at
         for row in routed.telemetry:
             self.telemetry.setdefault((row["device_id"], row["seq"]), row)
             self.seen[row["device_id"]] = received_at
