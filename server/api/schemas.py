@@ -10,7 +10,7 @@ from typing import Annotated, Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from edgefleet.server.db.models import Role
+from edgefleet.server.db.models import GroupKind, Role
 
 T = TypeVar("T")
 
@@ -87,3 +87,25 @@ class TokenPublic(BaseModel):
     expires_at: float | None
     revoked_at: float | None
     last_used_at: float | None
+
+
+class GroupCreate(Strict):
+    name: ShortText
+    kind: GroupKind
+    selector: Annotated[str, StringConstraints(max_length=2000)] | None = None
+    members: list[ShortText] = Field(default_factory=list, max_length=10_000)
+    description: Annotated[str, StringConstraints(max_length=500)] = ""
+
+
+class GroupMembersChange(Strict):
+    add: list[ShortText] = Field(default_factory=list, max_length=10_000)
+    remove: list[ShortText] = Field(default_factory=list, max_length=10_000)
+
+
+class GroupPublic(BaseModel):
+    name: str
+    kind: GroupKind
+    selector: str | None
+    description: str
+    created_at: float
+    members: list[str]
