@@ -36,22 +36,18 @@ def broker(request: pytest.FixtureRequest) -> Iterator[MosquittoBroker]:
 
 @pytest.fixture
 def device_credentials(broker: MosquittoBroker) -> Iterator[DeviceFactory]:
-    """``device_credentials(prefix="dev", *, password=None, password_hash=None)``.
-
-    Provisions a device id never seen before in this run (see
-    :meth:`MosquittoBroker.add_device` for the keywords).
+    """``device_credentials(prefix="dev")``: provisions a device id never seen before in this run.
 
     Fresh ids keep tests apart on the shared broker: no retained message or
-    session of another test lives on their topics.
+    session of another test lives on their topics. Provisioned through the
+    server's :class:`~edgefleet.server.broker_accounts.BrokerAccounts`, revoked afterwards.
     """
     provisioned: list[str] = []
 
-    def provision(
-        prefix: str = "dev", *, password: str | None = None, password_hash: str | None = None
-    ) -> Credentials:
+    def provision(prefix: str = "dev") -> Credentials:
         device_id = f"{prefix}-{next(_device_numbers)}"
         provisioned.append(device_id)
-        return broker.add_device(device_id, password=password, password_hash=password_hash)
+        return broker.add_device(device_id)
 
     yield provision
     for device_id in provisioned:

@@ -1,17 +1,19 @@
 """A real, throwaway Mosquitto broker configured exactly as the fleet's.
 
-Its password file, ACL and config come from :mod:`edgefleet.server.mosquitto`,
-so a test that passes here passes against the rules production renders.
-Devices are provisioned the way the server will do it: rewrite the password
-file, send SIGHUP, and (what the server cannot skip either) wait until the
-broker actually answers with the new credentials.
+Its config comes from :mod:`edgefleet.server.mosquitto`, its initial
+dynamic-security file from :mod:`edgefleet.server.dynsec`, and devices are
+provisioned and revoked through :class:`~edgefleet.server.broker_accounts.BrokerAccounts`
+over an :class:`~edgefleet.server.mqtt.MqttTransport` logged in as the admin:
+the server's own code path, so a test that passes here passes against the
+rules production runs with. The plugin applies a change before it answers,
+so there is nothing to wait for after ``add_device`` or ``remove_device``.
 """
 
 from __future__ import annotations
 
+import json
 import secrets
 import shutil
-import signal
 import subprocess
 import tempfile
 import threading
@@ -25,14 +27,10 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
-from edgefleet.server.mosquitto import (
-    SERVER_USER,
-    hash_password,
-    render_acl,
-    render_config,
-    render_password_file,
-)
-from edgefleet.shared.topics import validate_device_id
+from edgefleet.server.broker_accounts import BrokerAccounts
+from edgefleet.server.dynsec import ADMIN_USER, SERVER_USER, hash_password, initial_config
+from edgefleet.server.mosquitto import find_dynsec_plugin, render_config
+from edgefleet.server.mqtt import MqttTransport
 from tests.harness._system import Service, ServiceAccount, free_loopback_port, write_private
 
 HOST = "127.0.0.1"
@@ -54,7 +52,7 @@ class MosquittoBroker(Service):
     """One ``mosquitto`` process on a free loopback port, in its own directory.
 
     Use as a context manager, or call :meth:`start` and :meth:`stop`. The
-    directory (config, password file, ACL, log) is deleted on stop unless
+    directory (config, dynamic-security file, log) is deleted on stop unless
     ``keep_files`` is set.
     """
 
@@ -62,12 +60,15 @@ class MosquittoBroker(Service):
         self.host = HOST
         self.port = 0
         self.server_credentials = Credentials(SERVER_USER, secrets.token_urlsafe(18))
+        self.admin_credentials = Credentials(ADMIN_USER, secrets.token_urlsafe(18))
         self._keep_files = keep_files
         self._verbose_log = verbose_log
-        self._users: dict[str, tuple[Credentials, str]] = {}  # username -> (credentials, hash)
+        self._devices: set[str] = set()
         self._account = ServiceAccount.for_root("mosquitto")
         self._dir: Path | None = None
         self._process: subprocess.Popen[bytes] | None = None
+        self._admin: MqttTransport | None = None
+        self._accounts: BrokerAccounts | None = None
 
     @property
     def directory(self) -> Path:
@@ -79,89 +80,71 @@ class MosquittoBroker(Service):
     def log_path(self) -> Path:
         return self.directory / "mosquitto.log"
 
+    @property
+    def accounts(self) -> BrokerAccounts:
+        """The server's account service, logged in as the broker admin."""
+        if self._accounts is None:
+            raise BrokerError("broker not started")
+        return self._accounts
+
     def start(self) -> Self:
-        executable = shutil.which("mosquitto") or shutil.which("mosquitto", path="/usr/sbin")
-        if executable is None:
-            raise BrokerError(
-                "mosquitto is not installed: apt-get install mosquitto mosquitto-clients "
-                "(or brew install mosquitto)"
-            )
         self._dir = Path(tempfile.mkdtemp(prefix="edgefleet-mosquitto-"))
         if self._account is not None:
+            # The plugin saves its file by writing a sibling and renaming it.
             self._account.give(self._dir)
         self.port = free_loopback_port()
-        self._set_user(self.server_credentials)
-        write_private(self._dir / "acl", render_acl(SERVER_USER), self._account)
+        dynsec_file = self._dir / "dynamic-security.json"
+        plugin_config = initial_config(
+            admin=hash_password(self.admin_credentials.password),
+            server=hash_password(self.server_credentials.password),
+        )
+        write_private(dynsec_file, json.dumps(plugin_config, indent=1), self._account)
         config = render_config(
             host=self.host,
             port=self.port,
-            password_file=str(self._dir / "passwd"),
-            acl_file=str(self._dir / "acl"),
+            plugin_path=find_dynsec_plugin(),
+            dynsec_file=str(dynsec_file),
             log_file=None,
             persistence_dir=None,
             verbose_log=self._verbose_log,
         )
         write_private(self._dir / "mosquitto.conf", config, self._account)
-        with self.log_path.open("wb") as log:
-            # The child keeps its own copy of the descriptor; ours can close now.
-            self._process = subprocess.Popen(
-                [executable, "-c", str(self._dir / "mosquitto.conf")],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                user=None if self._account is None else self._account.uid,
-                group=None if self._account is None else self._account.gid,
-                extra_groups=None if self._account is None else [],
-            )
         try:
-            self._wait_until(
-                lambda: self.connack(self.server_credentials).value == 0,
-                "accept the server's credentials after start",
-            )
+            self._launch()
+            self._accounts = BrokerAccounts(self._connect_admin(), timeout=TIMEOUT)
         except BaseException:
             self.stop()
             raise
         return self
 
+    def restart(self) -> None:
+        """Stop and start the same broker (port, accounts); returns once the admin is back.
+
+        Retained messages and sessions do not survive: persistence is off.
+        """
+        self._terminate()
+        admin = self._require_admin()
+        self._wait_until(lambda: not admin.connected, "drop the admin's connection", running=False)
+        self._launch()
+        if not admin.wait_connected(TIMEOUT):
+            raise BrokerError(
+                f"the admin did not reconnect after a restart; log:\n{self.log_tail()}"
+            )
+
     @property
     def devices(self) -> frozenset[str]:
-        return frozenset(self._users) - {SERVER_USER}
+        return frozenset(self._devices)
 
-    def add_device(
-        self, device_id: str, *, password: str | None = None, password_hash: str | None = None
-    ) -> Credentials:
-        """Provision ``device_id``; returns once the broker lets it log in.
-
-        The password is random unless given; ``password_hash`` replaces our own
-        hashing of it, for tests of hashes made elsewhere.
-        """
-        credentials = Credentials(
-            validate_device_id(device_id), password or secrets.token_urlsafe(18)
-        )
-        self._set_user(credentials, password_hash)
-        self.reload()
-        self._wait_until(
-            lambda: self.connack(credentials).value == 0,
-            f"accept new device {device_id!r}",
-        )
-        return credentials
+    def add_device(self, device_id: str) -> Credentials:
+        """Provision ``device_id`` (or rotate its password); it may log in at once."""
+        password = self.accounts.provision_device(device_id)
+        self._devices.add(device_id)
+        return Credentials(device_id, password)
 
     def remove_device(self, device_id: str) -> None:
-        """Deprovision ``device_id``; returns once the broker refuses it.
-
-        Mosquitto 2.0 also disconnects the device's live sessions on that reload.
-        """
-        credentials, _ = self._users.pop(device_id)
-        self._write_password_file()
-        self.reload()
-        self._wait_until(
-            lambda: self.connack(credentials).is_failure,
-            f"refuse removed device {device_id!r}",
-        )
-
-    def reload(self) -> None:
-        """Ask mosquitto to re-read its config, password file and ACL (SIGHUP)."""
-        self._require_running().send_signal(signal.SIGHUP)
+        """Revoke ``device_id``; its sessions are already closed when this returns."""
+        self.accounts.revoke_device(device_id)
+        self._devices.discard(device_id)
 
     def connack(self, credentials: Credentials | None) -> ReasonCode:
         """Connect once (MQTT v5; ``None``: anonymously), disconnect, return the CONNACK reason."""
@@ -223,6 +206,38 @@ class MosquittoBroker(Service):
         return "\n".join(self.log_text().splitlines()[-lines:])
 
     def stop(self) -> None:
+        admin, self._admin, self._accounts = self._admin, None, None
+        if admin is not None:
+            admin.stop()
+        self._terminate()
+        if self._dir is not None and not self._keep_files:
+            shutil.rmtree(self._dir, ignore_errors=True)
+            self._dir = None
+
+    def _launch(self) -> None:
+        executable = shutil.which("mosquitto") or shutil.which("mosquitto", path="/usr/sbin")
+        if executable is None:
+            raise BrokerError(
+                "mosquitto is not installed: apt-get install mosquitto mosquitto-clients "
+                "(or brew install mosquitto)"
+            )
+        with self.log_path.open("ab") as log:
+            # The child keeps its own copy of the descriptor; ours can close now.
+            self._process = subprocess.Popen(
+                [executable, "-c", str(self.directory / "mosquitto.conf")],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                user=None if self._account is None else self._account.uid,
+                group=None if self._account is None else self._account.gid,
+                extra_groups=None if self._account is None else [],
+            )
+        self._wait_until(
+            lambda: self.connack(self.server_credentials).value == 0,
+            "accept the server's credentials after start",
+        )
+
+    def _terminate(self) -> None:
         process, self._process = self._process, None
         if process is not None:
             process.terminate()
@@ -231,18 +246,24 @@ class MosquittoBroker(Service):
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
-        if self._dir is not None and not self._keep_files:
-            shutil.rmtree(self._dir, ignore_errors=True)
-            self._dir = None
 
-    def _set_user(self, credentials: Credentials, password_hash: str | None = None) -> None:
-        password_hash = password_hash or hash_password(credentials.password)
-        self._users[credentials.username] = (credentials, password_hash)
-        self._write_password_file()
+    def _connect_admin(self) -> MqttTransport:
+        self._admin = MqttTransport(
+            host=self.host,
+            port=self.port,
+            username=self.admin_credentials.username,
+            password=self.admin_credentials.password,
+            client_id=f"edgefleet-test-admin-{secrets.token_hex(4)}",
+        )
+        self._admin.start()
+        if not self._admin.wait_connected(TIMEOUT):
+            raise BrokerError(f"the admin could not log in; log:\n{self.log_tail()}")
+        return self._admin
 
-    def _write_password_file(self) -> None:
-        hashes = {name: password_hash for name, (_, password_hash) in self._users.items()}
-        write_private(self.directory / "passwd", render_password_file(hashes), self._account)
+    def _require_admin(self) -> MqttTransport:
+        if self._admin is None:
+            raise BrokerError("broker not started")
+        return self._admin
 
     def _require_running(self) -> subprocess.Popen[bytes]:
         if self._process is None:
@@ -253,17 +274,21 @@ class MosquittoBroker(Service):
             )
         return self._process
 
-    def _wait_until(self, condition: Callable[[], bool], what: str) -> None:
+    def _wait_until(
+        self, condition: Callable[[], bool], what: str, *, running: bool = True
+    ) -> None:
         deadline = time.monotonic() + TIMEOUT
         while True:
-            self._require_running()
+            if running:
+                self._require_running()
             try:
                 if condition():
                     return
             except BrokerError:
                 pass  # not listening yet
             if time.monotonic() > deadline:
-                self._require_running()  # an exit status explains more than a timeout
+                if running:
+                    self._require_running()  # an exit status explains more than a timeout
                 raise BrokerError(
                     f"mosquitto did not {what} within {TIMEOUT:.0f} s; log:\n{self.log_tail()}"
                 )

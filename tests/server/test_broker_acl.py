@@ -1,9 +1,15 @@
-"""The rendered ACL on a real Mosquitto: one device cannot act as, or spy on, another.
+"""Broker security on a real Mosquitto with dynamic security: what a device may and may not do.
 
 Absence is only meaningful after something that would have come later has
 arrived, so each test sends the forbidden message first, then an allowed one
 down the same path, waits for the allowed one, and only then checks that the
 forbidden one is missing. Nothing here sleeps and hopes.
+
+Observed on 2.0.11: a denied PUBLISH gets PUBACK 135; a denied filter gets
+SUBACK 135 in its slot (the others in the same SUBSCRIBE are still granted);
+a bad login gets CONNACK 135; revoking, disabling or re-provisioning a device
+sends its live MQTT v5 connections DISCONNECT 152 and closes them, before the
+admin's command is answered.
 """
 
 from __future__ import annotations
@@ -13,23 +19,27 @@ import threading
 
 import paho.mqtt.client as mqtt
 import pytest
+from paho.mqtt.reasoncodes import ReasonCode
 
+from edgefleet.server.errors import NotFoundError
 from edgefleet.shared.topics import (
     DEVICE_READS,
     DEVICE_WRITES,
     Channel,
-    DeviceTopic,
+    all_artifacts_filter,
     artifact_filter,
     artifact_topic,
+    channel_filter,
     device_topic,
-    parse_topic,
     shared_subscription,
 )
 from tests.harness.broker import Credentials, MosquittoBroker
-from tests.harness.mqtt import Recorder
+from tests.harness.mqtt import TIMEOUT, Recorder
 
 NOT_AUTHORIZED = 135
-"""MQTT v5 reason code: in a PUBACK, mosquitto 2.0's answer to a denied publish."""
+"""MQTT v5 reason code: mosquitto 2.0's answer to a denied CONNECT, PUBLISH or SUBSCRIBE."""
+ADMINISTRATIVE_ACTION = 152
+"""MQTT v5 DISCONNECT reason: dynamic security kicked the client."""
 SHA = "c0ffee" + "0" * 58
 
 
@@ -107,11 +117,10 @@ def test_retained_desired_reaches_only_its_device(
     server.publish(desired_a, b"for-a", retain=True)
 
     spy = Recorder(mqtt_client(a))
-    # Mosquitto 2.0 grants these subscriptions; the ACL bites on delivery. One
-    # SUBSCRIBE queues retained messages in filter order, so B's would come
-    # before A's own.
+    # One SUBSCRIBE queues retained messages in filter order, so B's would
+    # come before A's own if the broker granted those filters.
     granted = spy.subscribe(desired_b, "ef/v1/d/+/desired", desired_a)
-    assert [reason.value for reason in granted] == [1, 1, 1]
+    assert [reason.value for reason in granted] == [NOT_AUTHORIZED, NOT_AUTHORIZED, 1]
     spy.wait_for(desired_a, b"for-a")
     assert desired_b not in {m.topic for m in spy.messages}
 
@@ -122,23 +131,23 @@ def test_retained_desired_reaches_only_its_device(
         server.publish(topic, b"", retain=True)
 
 
-def test_device_wildcard_subscription_sees_only_its_own_traffic(
+def test_device_wildcard_subscription_is_refused_and_sees_nothing(
     broker: MosquittoBroker, device_credentials, mqtt_client
 ):
     a, b = device_credentials("a"), device_credentials("b")
     spy = Recorder(mqtt_client(a))
-    spy.subscribe("#", "ef/v1/#")
+    own_cmd = device_topic(a.username, Channel.CMD)
+    granted = spy.subscribe("#", "ef/v1/#", own_cmd)
+    assert [reason.value for reason in granted] == [NOT_AUTHORIZED, NOT_AUTHORIZED, 1]
     other = Recorder(mqtt_client(b))
     server = Recorder(mqtt_client(broker.server_credentials))
 
     assert not other.publish(device_topic(b.username, Channel.TELEMETRY), b"b-data").is_failure
     server.publish(device_topic(b.username, Channel.CMD), b"b-cmd")
-    server.publish(device_topic(a.username, Channel.CMD), b"a-cmd")
+    server.publish(own_cmd, b"a-cmd")
 
-    spy.wait_for(device_topic(a.username, Channel.CMD), b"a-cmd")
-    # Retained artifact chunks of other tests may arrive too: every device may read those.
-    addressed = [parse_topic(m.topic) for m in spy.messages]
-    assert {t.device_id for t in addressed if isinstance(t, DeviceTopic)} == {a.username}
+    spy.wait_for(own_cmd, b"a-cmd")
+    assert [m.topic for m in spy.messages] == [own_cmd]
 
 
 def test_devices_fetch_artifact_chunks_but_cannot_plant_them(
@@ -173,20 +182,181 @@ def test_broker_refuses_bad_credentials(broker: MosquittoBroker, device_credenti
     assert broker.connack(credentials).value == NOT_AUTHORIZED
 
 
-def test_removed_device_is_locked_out_and_dropped(
+class Dropped:
+    """Records the moment the broker closes one client's connection, and why."""
+
+    def __init__(self, client: mqtt.Client) -> None:
+        self.event = threading.Event()
+        self.reasons: list[ReasonCode] = []
+        client.on_disconnect = self._on_disconnect
+
+    def wait(self) -> ReasonCode:
+        assert self.event.wait(TIMEOUT), "the broker kept the connection open"
+        return self.reasons[0]
+
+    def _on_disconnect(self, _client, _userdata, _flags, reason: ReasonCode, _props) -> None:
+        self.reasons.append(reason)
+        self.event.set()
+
+
+def test_revoked_device_is_dropped_at_once_and_cannot_reconnect(
     broker: MosquittoBroker, device_credentials, mqtt_client
 ):
     a = device_credentials("a")
-    client = mqtt_client(a)
-    dropped = threading.Event()
-    client.on_disconnect = lambda *_: dropped.set()
+    dropped = Dropped(mqtt_client(a))
 
     broker.remove_device(a.username)
 
+    assert dropped.wait().value == ADMINISTRATIVE_ACTION
     assert broker.connack(a).value == NOT_AUTHORIZED
-    # Mosquitto 2.0 re-checks live sessions on reload and drops this one too.
-    assert dropped.wait(5)
-    assert not client.is_connected()
+    assert not broker.accounts.device_exists(a.username)
+
+
+def test_revoking_twice_or_an_unknown_device_is_fine(broker: MosquittoBroker, device_credentials):
+    a = device_credentials("a")
+    broker.remove_device(a.username)
+    broker.remove_device(a.username)
+    broker.accounts.revoke_device("never-provisioned")
+    assert not broker.accounts.device_exists("never-provisioned")
+
+
+def test_disabled_device_is_dropped_and_reprovisioning_lets_it_back(
+    broker: MosquittoBroker, device_credentials, mqtt_client
+):
+    a = device_credentials("a")
+    dropped = Dropped(mqtt_client(a))
+
+    broker.accounts.disable_device(a.username)
+
+    assert dropped.wait().value == ADMINISTRATIVE_ACTION
+    assert broker.connack(a).value == NOT_AUTHORIZED
+    assert broker.accounts.device_exists(a.username)
+    again = broker.add_device(a.username)
+    assert broker.connack(again).value == 0
+
+
+def test_disabling_an_unknown_device_is_not_found(broker: MosquittoBroker):
+    with pytest.raises(NotFoundError):
+        broker.accounts.disable_device("never-provisioned")
+
+
+def test_reprovisioning_rotates_the_password(
+    broker: MosquittoBroker, device_credentials, mqtt_client
+):
+    old = device_credentials("a")
+    dropped = Dropped(mqtt_client(old))
+
+    new = broker.add_device(old.username)
+
+    assert new.password != old.password
+    assert (
+        dropped.wait().value == ADMINISTRATIVE_ACTION
+    )  # a session opened with the old password does not outlive it
+    assert broker.connack(old).value == NOT_AUTHORIZED
+    device = Recorder(mqtt_client(new))
+    # The rebuilt role is the device's own, not a wider one.
+    assert not device.publish(device_topic(new.username, Channel.STATE), b"up").is_failure
+    [refused] = device.subscribe(channel_filter(Channel.STATE))
+    assert refused.value == NOT_AUTHORIZED
+
+
+def test_devices_are_listed_and_the_service_accounts_are_not(
+    broker: MosquittoBroker, device_credentials
+):
+    a = device_credentials("a")
+    listed = broker.accounts.list_devices()
+    assert a.username in listed
+    assert broker.server_credentials.username not in listed
+    assert broker.admin_credentials.username not in listed
+
+
+@pytest.mark.parametrize(
+    "topic_filter",
+    [
+        *(shared_subscription(channel) for channel in sorted(Channel)),
+        shared_subscription(Channel.TELEMETRY, group="thieves"),
+        channel_filter(Channel.TELEMETRY),
+        channel_filter(Channel.DESIRED),
+        "#",
+        "ef/v1/#",
+        "ef/v1/d/#",
+        "+/+/+/+/+",
+        "$SYS/#",
+        "$CONTROL/dynamic-security/#",
+        "$CONTROL/dynamic-security/v1/response",
+    ],
+)
+def test_device_cannot_subscribe_beyond_what_it_reads(
+    broker: MosquittoBroker, device_credentials, mqtt_client, topic_filter: str
+):
+    device = Recorder(mqtt_client(device_credentials("a")))
+    [reason] = device.subscribe(topic_filter)
+    assert reason.value == NOT_AUTHORIZED
+
+
+@pytest.mark.parametrize("channel", sorted(DEVICE_WRITES))
+def test_device_cannot_read_back_what_it_writes(
+    broker: MosquittoBroker, device_credentials, mqtt_client, channel: Channel
+):
+    a = device_credentials("a")
+    device = Recorder(mqtt_client(a))
+    [reason] = device.subscribe(device_topic(a.username, channel))
+    assert reason.value == NOT_AUTHORIZED
+
+
+def test_device_subscribes_to_everything_it_reads(
+    broker: MosquittoBroker, device_credentials, mqtt_client
+):
+    a = device_credentials("a")
+    device = Recorder(mqtt_client(a))
+    own = [device_topic(a.username, channel) for channel in sorted(DEVICE_READS)]
+    granted = device.subscribe(*own, all_artifacts_filter(), artifact_filter(SHA))
+    assert [reason.value for reason in granted] == [1] * (len(own) + 2)
+
+
+def test_server_can_do_what_the_server_needs(
+    broker: MosquittoBroker, device_credentials, mqtt_client
+):
+    a = device_credentials("a")
+    server = Recorder(mqtt_client(broker.server_credentials))
+    reports = sorted(DEVICE_WRITES)
+    filters = [shared_subscription(c) for c in reports] + [channel_filter(c) for c in reports]
+    assert [reason.value for reason in server.subscribe(*filters)] == [1] * len(filters)
+
+    desired = device_topic(a.username, Channel.DESIRED)
+    # 16 "No matching subscribers" is a success: the retained copy waits for the device.
+    assert server.publish(desired, b"deploy", retain=True).value == 16
+    assert not server.publish(device_topic(a.username, Channel.CMD), b"ping").is_failure
+    assert not server.publish(artifact_topic(SHA, 3), b"chunk-3", retain=True).is_failure
+    device = Recorder(mqtt_client(a))
+    device.subscribe(desired, artifact_filter(SHA))
+    assert device.wait_for(desired, b"deploy").retain
+    assert device.wait_for(artifact_topic(SHA, 3), b"chunk-3").retain
+    server.publish(desired, b"", retain=True)
+    server.publish(artifact_topic(SHA, 3), b"", retain=True)
+
+
+@pytest.mark.parametrize(
+    ("action", "topic"),
+    [
+        ("publish", device_topic("dev-x", Channel.TELEMETRY)),
+        ("publish", device_topic("dev-x", Channel.STATE)),
+        ("publish", "$CONTROL/dynamic-security/v1"),
+        ("publish", "elsewhere"),
+        ("subscribe", "#"),
+        ("subscribe", "$CONTROL/dynamic-security/#"),
+        ("subscribe", channel_filter(Channel.CMD)),
+    ],
+)
+def test_server_is_confined_to_its_own_job(
+    broker: MosquittoBroker, mqtt_client, action: str, topic: str
+):
+    server = Recorder(mqtt_client(broker.server_credentials))
+    if action == "publish":
+        assert server.publish(topic, b"x").value == NOT_AUTHORIZED
+    else:
+        [reason] = server.subscribe(topic)
+        assert reason.value == NOT_AUTHORIZED
 
 
 def test_mqtt311_denied_publish_is_acked_as_success(
@@ -199,29 +369,25 @@ def test_mqtt311_denied_publish_is_acked_as_success(
     assert device.publish(device_topic(b.username, Channel.TELEMETRY), b"rogue").value == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="mosquitto 2.0's acl_file never checks SUBSCRIBE (security_default.c: 'FIXME - "
-    "implement ACL subscription strings'): a device may join the server's $share group, "
-    "gets every other message round-robin, and the read ACL then drops them undelivered",
-)
 def test_device_cannot_join_the_servers_share_group_and_swallow_ingest(
     broker: MosquittoBroker, device_credentials, mqtt_client
 ):
     a, thief_id = device_credentials("a"), device_credentials("thief")
     telemetry = device_topic(a.username, Channel.TELEMETRY)
-    barrier = device_topic(a.username, Channel.CMD)
+    barrier = device_topic(a.username, Channel.EVENTS)
     server = Recorder(mqtt_client(broker.server_credentials))
-    server.subscribe(shared_subscription(Channel.TELEMETRY), barrier)
+    server.subscribe(shared_subscription(Channel.TELEMETRY), shared_subscription(Channel.EVENTS))
     thief = Recorder(mqtt_client(thief_id))
-    thief.subscribe(shared_subscription(Channel.TELEMETRY))
+    [refused] = thief.subscribe(shared_subscription(Channel.TELEMETRY))
+    assert refused.value == NOT_AUTHORIZED
     device = Recorder(mqtt_client(a))
 
     sent = [f"reading-{i}".encode() for i in range(4)]
     for payload in sent:
         assert not device.publish(telemetry, payload).is_failure
-    # Routed after every reading (each was acked), and to the same session: arrives after them.
-    server.publish(barrier, b"barrier")
+    # Same publisher, same subscribing session, and only the server is in the
+    # events group: the barrier arrives after every reading that reached it.
+    assert not device.publish(barrier, b"barrier").is_failure
     server.wait_for(barrier, b"barrier")
 
     assert thief.payloads() == []
