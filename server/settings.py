@@ -56,7 +56,6 @@ class Settings(BaseSettings):
     device_broker_host: str | None = None
     """Address devices use to reach the broker (written into device bundles)."""
     device_broker_port: int | None = Field(None, ge=1, le=65535)
-    share_group: str = Field("edgefleet", pattern=r"^[A-Za-z0-9_-]{1,64}$")
 
     profiles_dir: Path = Path(__file__).resolve().parents[1] / "firmware_configs"
     """Hardware profiles (``*.toml``); the source tree's ``firmware_configs`` by default."""

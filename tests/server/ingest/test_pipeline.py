@@ -6,7 +6,7 @@ from edgefleet.server.ingest.pipeline import Rejection, Routed, percentile, rout
 from edgefleet.shared import messages
 from edgefleet.shared.messages import Histogram, Telemetry, TelemetryWindow
 from edgefleet.shared.topics import Channel, device_topic
-from tests.fixtures.golden import bad_payloads, golden_payload
+from tests.fixtures.golden import BadPayload, bad_payloads, golden_payload
 
 T = 1_767_225_600.0
 KNOWN = {"cam-1", "cam-2"}
@@ -56,7 +56,7 @@ DEVICE_SENT = [c for c in bad_payloads() if c.channel not in (Channel.DESIRED, C
 
 
 @pytest.mark.parametrize("case", DEVICE_SENT, ids=lambda c: c.name)
-def test_every_bad_device_payload_is_a_counted_rejection(case) -> None:  # type: ignore[no-untyped-def]
+def test_every_bad_device_payload_is_a_counted_rejection(case: BadPayload) -> None:
     result = route(
         device_topic("cam-1", case.channel), case.payload, received_at=T, known_devices=KNOWN
     )
