@@ -27,7 +27,7 @@ def engine(db_url: str) -> Iterator[Engine]:
             ("cam-3", "revoked"),
         ):
             connection.execute(
-                Device.__table__.insert().values(
+                insert(Device).values(
                     id=device_id,
                     profile="sim",
                     state=state,
