@@ -70,9 +70,8 @@ class IngestService:
         self._thread.start()
         self._transport.set_message_handler(self._enqueue)
         for channel in INGESTED:
-            self._transport.subscribe(
-                shared_subscription(channel, self._group), qos=1, timeout=None
-            )
+            # The broker's server role allows exactly this share group (dynsec.server_acls).
+            self._transport.subscribe(shared_subscription(channel), qos=1, timeout=None)
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop taking messages, write what is queued, then return."""
