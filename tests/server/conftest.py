@@ -1,0 +1,62 @@
+"""Fixtures for the server's tests, one section per subject."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+
+# -- TFLite models -------------------------------------------------------------
+# Real .tflite files from the real converter, built once per session: importing
+# TensorFlow and converting take seconds.
+
+
+@dataclass(frozen=True)
+class TfliteModels:
+    """A Dense 4 -> 8 -> 3 softmax classifier, converted twice."""
+
+    float32: bytes
+    int8: bytes
+    """Full-integer: int8 weights, activations, input and output (representative dataset)."""
+    representative: npt.NDArray[np.float32]
+    """The calibration inputs, shape (100, 4), uniform in [-1, 1]."""
+
+
+@pytest.fixture(scope="session")
+def tflite_models() -> TfliteModels:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    with warnings.catch_warnings():
+        # The converter warns that int8 inputs come without statistics: by design,
+        # the representative dataset calibrates them.
+        warnings.filterwarnings(
+            "ignore", message="Statistics for quantized inputs were expected", category=UserWarning
+        )
+        # Imported by name: TensorFlow ships no type stubs, and this is its only use here.
+        tf = importlib.import_module("tensorflow")
+
+        tf.get_logger().setLevel("ERROR")
+        tf.keras.utils.set_random_seed(0)
+        model = tf.keras.Sequential(
+            [
+                tf.keras.Input(shape=(4,)),
+                tf.keras.layers.Dense(8, activation="relu"),
+                tf.keras.layers.Dense(3, activation="softmax"),
+            ]
+        )
+        representative = np.random.default_rng(0).uniform(-1.0, 1.0, (100, 4)).astype(np.float32)
+
+        float32 = tf.lite.TFLiteConverter.from_keras_model(model).convert()
+
+        converter = tf.lite.TFLiteConverter.from_keras_model(model)
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = lambda: ([row[np.newaxis]] for row in representative)
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = tf.int8
+        converter.inference_output_type = tf.int8
+        int8 = converter.convert()
+    return TfliteModels(float32=float32, int8=int8, representative=representative)
