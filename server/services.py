@@ -12,9 +12,12 @@ from dataclasses import dataclass
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from edgefleet.server.devices import BrokerAddress, DeviceAccounts, TrustSource
+from edgefleet.server.artifacts import ArtifactStore
+from edgefleet.server.devices import BrokerAddress, DeviceAccounts
+from edgefleet.server.metrics import Metrics
 from edgefleet.server.profiles import ProfileCatalog
 from edgefleet.server.settings import Settings
+from edgefleet.server.signing import SigningService
 
 Clock = Callable[[], float]
 
@@ -27,5 +30,7 @@ class Services:
     clock: Clock
     catalog: ProfileCatalog
     accounts: DeviceAccounts
-    trust: TrustSource
+    signing: SigningService
+    artifacts: ArtifactStore
+    metrics: Metrics
     broker_address: BrokerAddress

@@ -10,7 +10,7 @@ from typing import Annotated, Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from edgefleet.server.db.models import GroupKind, Role
+from edgefleet.server.db.models import GroupKind, Role, VersionStage
 
 T = TypeVar("T")
 
@@ -109,3 +109,44 @@ class GroupPublic(BaseModel):
     description: str
     created_at: float
     members: list[str]
+
+
+class ModelCreate(Strict):
+    name: ShortText
+    description: Annotated[str, StringConstraints(max_length=500)] = ""
+
+
+class ArtifactPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    hardware_profile: str
+    variant: str
+    sha256: str
+    size: int
+    created_at: float
+
+
+class VersionPublic(BaseModel):
+    model: str
+    version: int
+    stage: VersionStage
+    metrics: dict[str, Any]
+    dataset_hash: str | None
+    training_run: str | None
+    quantization: dict[str, Any]
+    code_version: str | None
+    created_at: float
+    created_by: str
+    artifacts: list[ArtifactPublic]
+
+
+class VersionUpdate(Strict):
+    stage: VersionStage
+
+
+class ModelPublic(BaseModel):
+    name: str
+    description: str
+    created_at: float
+    versions: list[int]
+    latest: int | None

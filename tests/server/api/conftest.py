@@ -1,0 +1,68 @@
+"""A running server (real broker, real database) and tokens for each role."""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from edgefleet.server.app import create_app
+from edgefleet.server.db.models import Role
+from edgefleet.server.services import Services
+from edgefleet.server.settings import Profile, Settings
+from edgefleet.server.tokens import create_token
+from tests.harness.broker import MosquittoBroker
+
+REPO = Path(__file__).resolve().parents[3]
+_numbers = itertools.count(1)
+
+
+@dataclass
+class Server:
+    client: TestClient
+    services: Services
+    tokens: dict[Role, str]
+
+    def headers(self, role: Role = Role.ADMIN) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.tokens[role]}"}
+
+    def wait_ingested(self, timeout: float = 10.0) -> None:
+        assert self.client.app.state.runtime.ingest.wait_idle(timeout)  # type: ignore[attr-defined]
+
+
+def unique_id(prefix: str = "dev") -> str:
+    return f"{prefix}-{next(_numbers)}-{uuid.uuid4().hex[:6]}"
+
+
+@pytest.fixture
+def server(broker: MosquittoBroker, db_url: str, tmp_path: Path) -> Iterator[Server]:
+    settings = Settings(
+        profile=Profile.DEV,
+        data_dir=tmp_path / "data",
+        database_url=db_url,
+        broker_host=broker.host,
+        broker_port=broker.port,
+        broker_username=broker.server_credentials.username,
+        broker_password=broker.server_credentials.password,
+        broker_admin_username=broker.admin_credentials.username,
+        broker_admin_password=broker.admin_credentials.password,
+        profiles_dir=REPO / "firmware_configs",
+        ingest_flush_seconds=0.05,
+    )
+    with TestClient(create_app(settings)) as client:
+        services: Services = client.app.state.services  # type: ignore[attr-defined]
+        assert client.app.state.runtime.server.wait_connected(10)  # type: ignore[attr-defined]
+        tokens = {}
+        with services.sessions() as session:
+            for role in Role:
+                _, secret = create_token(
+                    session=session, name=f"t-{role.value}", role=role, now=services.clock()
+                )
+                tokens[role] = secret
+            session.commit()
+        yield Server(client=client, services=services, tokens=tokens)
