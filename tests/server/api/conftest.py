@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from pydantic import SecretStr
 
 from edgefleet.server.app import create_app
 from edgefleet.server.db.models import Role
@@ -48,9 +49,9 @@ def server(broker: MosquittoBroker, db_url: str, tmp_path: Path) -> Iterator[Ser
         broker_host=broker.host,
         broker_port=broker.port,
         broker_username=broker.server_credentials.username,
-        broker_password=broker.server_credentials.password,
+        broker_password=SecretStr(broker.server_credentials.password),
         broker_admin_username=broker.admin_credentials.username,
-        broker_admin_password=broker.admin_credentials.password,
+        broker_admin_password=SecretStr(broker.admin_credentials.password),
         profiles_dir=REPO / "firmware_configs",
         ingest_flush_seconds=0.05,
     )

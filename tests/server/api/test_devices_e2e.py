@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
+from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.reasoncodes import ReasonCode
 from sqlalchemy import func, select
 
 from edgefleet.server.db.models import Device, TelemetryRecord
@@ -44,11 +47,9 @@ class Device_:
             device_topic(config.device.id, Channel.STATE), will, qos=1, retain=True
         )
         answered = threading.Event()
-        connack: list[mqtt.ReasonCode] = []
+        connack: list[ReasonCode] = []
 
-        def on_connect(
-            _c: object, _u: object, _f: object, code: mqtt.ReasonCode, _p: object
-        ) -> None:
+        def on_connect(_c: object, _u: object, _f: object, code: ReasonCode, _p: object) -> None:
             connack.append(code)
             answered.set()
 
@@ -90,7 +91,7 @@ def telemetry(*seqs: int) -> bytes:
     )
 
 
-def wait_until(predicate, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
+def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         assert time.monotonic() < deadline, "condition not reached in time"
@@ -135,11 +136,11 @@ def test_bundle_credentials_cannot_touch_another_device(server: Server) -> None:
         server.wait_ingested()
         wait_until(lambda: _count(server, mine) == 1)
         assert _count(server, theirs) == 0
-        granted: list[list[object]] = []
+        granted: list[list[ReasonCode]] = []
         suback = threading.Event()
 
         def on_subscribe(
-            _c: object, _u: object, _mid: int, codes: list[object], _p: object
+            _c: mqtt.Client, _u: Any, _mid: int, codes: list[ReasonCode], _p: Any
         ) -> None:
             granted.append(codes)
             suback.set()
@@ -147,7 +148,7 @@ def test_bundle_credentials_cannot_touch_another_device(server: Server) -> None:
         agent.client.on_subscribe = on_subscribe
         agent.client.subscribe(device_topic(theirs, Channel.CMD), qos=1)
         assert suback.wait(5)
-        assert [code.is_failure for code in granted[0]] == [True]  # type: ignore[attr-defined]
+        assert [code.is_failure for code in granted[0]] == [True]
     finally:
         agent.close()
 
