@@ -24,6 +24,7 @@ from edgefleet.server.api.routes import audit as audit_routes
 from edgefleet.server.api.routes import devices as device_routes
 from edgefleet.server.api.routes import groups as group_routes
 from edgefleet.server.api.routes import models as model_routes
+from edgefleet.server.api.routes import tokens as token_routes
 from edgefleet.server.artifacts import ArtifactStore
 from edgefleet.server.broker_accounts import BrokerAccounts
 from edgefleet.server.db import migrate
@@ -190,6 +191,7 @@ def create_app(settings: Settings, *, clock: Clock = time.time) -> FastAPI:
         group_routes.router,
         model_routes.router,
         audit_routes.router,
+        token_routes.router,
     ):
         app.include_router(router, prefix="/api/v1")
 
@@ -197,9 +199,8 @@ def create_app(settings: Settings, *, clock: Clock = time.time) -> FastAPI:
     async def time_requests(request: Request, call_next: Callable[[Request], object]) -> Response:
         started = time.perf_counter()
         response: Response = await call_next(request)  # type: ignore[misc]
-        route = request.scope.get("route")
         metrics.api_latency.labels(
-            request.method, getattr(route, "path", "unmatched"), str(response.status_code)
+            request.method, _route_label(request), str(response.status_code)
         ).observe(time.perf_counter() - started)
         return response
 
@@ -212,6 +213,26 @@ def create_app(settings: Settings, *, clock: Clock = time.time) -> FastAPI:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     return app
+
+
+def _route_label(request: Request) -> str:
+    """The route template with its router prefix (``/api/v1/devices/{device_id}``).
+
+    Labels must not carry ids (one time series per device would swamp
+    Prometheus); an included router's route only knows its own suffix, so
+    the prefix is recovered from the concrete path.
+    """
+    route = request.scope.get("route")
+    template = getattr(route, "path", None)
+    if not isinstance(template, str):
+        return "unmatched"
+    try:
+        rendered = template.format(**request.path_params)
+    except (KeyError, IndexError, ValueError):
+        return template
+    path = request.url.path
+    prefix = path[: len(path) - len(rendered)] if path.endswith(rendered) else ""
+    return prefix + template
 
 
 def _version() -> str:

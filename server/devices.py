@@ -88,7 +88,7 @@ def _check_spec(spec: DeviceSpec, catalog: ProfileCatalog) -> None:
     try:
         validate_device_id(spec.device_id)
     except TopicError as err:
-        raise InvalidInputError(str(err)) from err
+        raise InvalidInputError(str(err), reason="invalid_device_id") from err
     catalog.get(spec.profile)
     if len(spec.tags) > MAX_TAGS:
         raise InvalidInputError(f"at most {MAX_TAGS} tags, got {len(spec.tags)}")

@@ -150,3 +150,39 @@ class ModelPublic(BaseModel):
     created_at: float
     versions: list[int]
     latest: int | None
+
+
+class TelemetryBucketPublic(BaseModel):
+    start: float
+    windows: int
+    inferences: int
+    errors: int
+    latency_p95_ms: float | None
+    cpu_percent: float | None
+    memory_bytes: int | None
+    temperature_c: float | None
+
+
+class EventPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    seq: int
+    at: float
+    kind: str
+    model: str
+    version: int
+    rollout_id: str | None
+    reason: str | None
+    progress: float | None
+    received_at: float
+
+
+class TokenCreate(Strict):
+    name: ShortText
+    role: Role
+    expires_at: float | None = None
+
+
+class TokenCreated(BaseModel):
+    token: TokenPublic
+    secret: str = Field(description="the bearer token; shown only in this response")

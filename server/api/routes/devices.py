@@ -4,14 +4,16 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, status
 
-from edgefleet.server import devices
+from edgefleet.server import devices, telemetry
 from edgefleet.server.api.deps import Operator, ServicesDep, SessionDep, Viewer
 from edgefleet.server.api.schemas import (
     DeviceBundle,
     DeviceCreate,
     DevicePublic,
     DeviceUpdate,
+    EventPublic,
     Page,
+    TelemetryBucketPublic,
 )
 from edgefleet.server.db.models import DeviceState
 
@@ -126,3 +128,28 @@ def revoke_device(
         now=services.clock(),
     )
     return DevicePublic.model_validate(device)
+
+
+@router.get("/{device_id}/telemetry", response_model=list[TelemetryBucketPublic])
+def device_telemetry(
+    device_id: str,
+    session: SessionDep,
+    _: Viewer,
+    since: float,
+    until: float,
+    step: Annotated[float, Query(gt=0, description="bucket width in seconds")] = 60.0,
+) -> list[TelemetryBucketPublic]:
+    devices.get_device(session=session, device_id=device_id)
+    buckets = telemetry.telemetry_series(
+        session=session, device_id=device_id, since=since, until=until, step=step
+    )
+    return [TelemetryBucketPublic.model_validate(b, from_attributes=True) for b in buckets]
+
+
+@router.get("/{device_id}/events", response_model=list[EventPublic])
+def device_events(
+    device_id: str, session: SessionDep, _: Viewer, since: float | None = None, limit: Limit = 100
+) -> list[EventPublic]:
+    devices.get_device(session=session, device_id=device_id)
+    events = telemetry.list_events(session=session, device_id=device_id, since=since, limit=limit)
+    return [EventPublic.model_validate(e) for e in events]
