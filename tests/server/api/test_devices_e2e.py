@@ -122,6 +122,15 @@ def test_provisioned_device_connects_and_its_telemetry_lands(server: Server) -> 
             ).all()
         assert sorted(seqs) == [1, 2, 3]
         assert device_row(server, device_id).agent_version == "0.1.0"
+        series = server.client.get(
+            f"/api/v1/devices/{device_id}/telemetry",
+            params={"since": T, "until": T + 10, "step": 2},
+            headers=server.headers(),
+        ).json()
+        assert [(b["start"], b["windows"], b["inferences"]) for b in series] == [
+            (T, 1, 5),
+            (T + 2, 2, 10),
+        ]
     finally:
         agent.close()
 
