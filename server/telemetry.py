@@ -40,7 +40,10 @@ def telemetry_series(
     if step <= 0 or (until - since) / step > MAX_BUCKETS:
         raise InvalidInputError(f"step must be positive and give at most {MAX_BUCKETS} buckets")
     t = TelemetryRecord
-    bucket = cast((t.window_start - since) / step, Integer).label("bucket")
+    offset = (t.window_start - since) / step
+    # Non-negative by the WHERE below; SQLite's CAST truncates, PostgreSQL's rounds.
+    floored = func.floor(offset) if session.get_bind().dialect.name == "postgresql" else offset
+    bucket = cast(floored, Integer).label("bucket")
     rows = session.execute(
         select(
             bucket,

@@ -160,8 +160,14 @@ class IngestService:
         self._metrics.batch_size.observe(batch.messages)
         self._metrics.rows_written.labels("telemetry").inc(result.telemetry_inserted)
         self._metrics.rows_written.labels("events").inc(result.events_inserted)
-        self._metrics.duplicates.labels("telemetry").inc(result.telemetry_duplicates)
-        self._metrics.duplicates.labels("events").inc(result.events_duplicates)
+        # A replay can land in the same batch as its original: the batch folded
+        # those copies before the database could refuse them.
+        self._metrics.duplicates.labels("telemetry").inc(
+            result.telemetry_duplicates + batch.telemetry_folded
+        )
+        self._metrics.duplicates.labels("events").inc(
+            result.events_duplicates + batch.events_folded
+        )
 
     def _reject(self, rejection: Rejection) -> None:
         self._metrics.messages_rejected.labels(rejection.reason).inc()

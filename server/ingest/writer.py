@@ -30,16 +30,27 @@ class Batch:
     """Messages folded in (a telemetry message can carry many rows)."""
     oldest: float | None = None
     """Arrival time of the first message, for the ingest-lag metric."""
+    telemetry_folded: int = 0
+    events_folded: int = 0
+    """Copies of a row already in this batch: duplicates the database never sees."""
 
     def add(self, routed: Routed, received_at: float) -> None:
         self.messages += 1
         if self.oldest is None:
             self.oldest = received_at
         for row in routed.telemetry:
-            self.telemetry.setdefault((row["device_id"], row["seq"]), row)
+            key = (row["device_id"], row["seq"])
+            if key in self.telemetry:
+                self.telemetry_folded += 1
+            else:
+                self.telemetry[key] = row
             self.seen[row["device_id"]] = received_at
         for row in routed.events:
-            self.events.setdefault((row["device_id"], row["seq"]), row)
+            key = (row["device_id"], row["seq"])
+            if key in self.events:
+                self.events_folded += 1
+            else:
+                self.events[key] = row
             self.seen[row["device_id"]] = received_at
         if routed.presence is not None:
             self.presence[routed.presence.device_id] = routed.presence
