@@ -1,31 +1,15 @@
-"""``edgefleet``: the operator's command line and the server's entry point."""
+"""``edgefleet``: the operator's command line and the server's entry point.
+
+One module per concern: :mod:`.root` (the group and ``main``), :mod:`.local`
+and :mod:`.keys` (on the server host, from settings), :mod:`.devices`,
+:mod:`.groups`, :mod:`.models`, :mod:`.audit` (over the REST API through
+:mod:`.client`), :mod:`.output` (tables and JSON), :mod:`.errors` (exit codes).
+"""
 
 from __future__ import annotations
 
-import argparse
-from collections.abc import Sequence
+from edgefleet.server.cli.errors import ExitCode
+from edgefleet.server.cli.root import cli, main
+from edgefleet.server.cli.wiring import Wiring
 
-from edgefleet.shared import __version__
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="edgefleet",
-        description=(
-            "Operate an edgefleet: run the server, manage devices, groups, models, "
-            "rollouts and drift from the command line."
-        ),
-    )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    parser.parse_args(argv)
-    parser.print_help()
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+__all__ = ["ExitCode", "Wiring", "cli", "main"]
