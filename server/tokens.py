@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from edgefleet.server import audit
 from edgefleet.server.db.models import ApiToken, Role
 from edgefleet.server.errors import (
     AuthenticationError,
@@ -49,9 +50,15 @@ def _digest(secret: str) -> str:
 
 
 def create_token(
-    *, session: Session, name: str, role: Role, now: float, expires_at: float | None = None
+    *,
+    session: Session,
+    name: str,
+    role: Role,
+    actor: str,
+    now: float,
+    expires_at: float | None = None,
 ) -> tuple[ApiToken, str]:
-    """Store a new token and return it with its secret (which is not kept)."""
+    """Store a new token (and its audit record) and return it with its secret, not kept."""
     if re.fullmatch(_NAME, name) is None:
         raise InvalidInputError(f"token name {name[:80]!r} must match {_NAME}")
     if expires_at is not None and expires_at <= now:
@@ -68,6 +75,15 @@ def create_token(
     )
     session.add(token)
     session.flush()
+    audit.record(
+        session=session,
+        actor=actor,
+        action="token.create",
+        target_type="token",
+        target_id=name,
+        now=now,
+        after={"name": name, "role": token.role},
+    )
     return token, secret
 
 
@@ -85,10 +101,21 @@ def authenticate(*, session: Session, secret: str | None, now: float) -> Princip
     return Principal(name=token.name, role=Role(token.role))
 
 
-def revoke_token(*, session: Session, name: str, now: float) -> ApiToken:
+def revoke_token(*, session: Session, name: str, actor: str, now: float) -> tuple[ApiToken, bool]:
+    """Revoke ``name``; idempotent. Also says whether this call did it."""
     token = session.scalar(select(ApiToken).where(ApiToken.name == name))
     if token is None:
-        raise NotFoundError(f"no token named {name!r}")
-    if token.revoked_at is None:
-        token.revoked_at = now
-    return token
+        raise NotFoundError(f"no token named {name[:80]!r}")
+    if token.revoked_at is not None:
+        return token, False
+    token.revoked_at = now
+    audit.record(
+        session=session,
+        actor=actor,
+        action="token.revoke",
+        target_type="token",
+        target_id=name,
+        now=now,
+        after={"revoked_at": now},
+    )
+    return token, True

@@ -11,12 +11,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import click
-from sqlalchemy import Engine, inspect
+from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from edgefleet.server import audit
 from edgefleet.server import tokens as token_service
 from edgefleet.server.cli.errors import CliError
 from edgefleet.server.cli.output import print_json, when
@@ -170,16 +169,12 @@ def create_token(name: str, role: str, expires_in_days: int | None, as_json: boo
     expires_at = None if expires_in_days is None else now + expires_in_days * DAY
     with _session() as session:
         token, secret = token_service.create_token(
-            session=session, name=name, role=Role(role), now=now, expires_at=expires_at
-        )
-        audit.record(
             session=session,
+            name=name,
+            role=Role(role),
             actor=_local_actor(),
-            action="token.create",
-            target_type="token",
-            target_id=token.name,
             now=now,
-            after={"name": token.name, "role": token.role},
+            expires_at=expires_at,
         )
         session.commit()
     if as_json:
@@ -212,18 +207,9 @@ def revoke_token(name: str) -> None:
     """
     now = wiring().clock()
     with _session() as session:
-        token = token_service.revoke_token(session=session, name=name, now=now)
-        revoked_now = inspect(token).attrs.revoked_at.history.has_changes()
-        if revoked_now:
-            audit.record(
-                session=session,
-                actor=_local_actor(),
-                action="token.revoke",
-                target_type="token",
-                target_id=token.name,
-                now=now,
-                after={"revoked_at": now},
-            )
+        token, revoked_now = token_service.revoke_token(
+            session=session, name=name, actor=_local_actor(), now=now
+        )
         session.commit()
     if revoked_now:
         click.echo(f"revoked token {token.name!r}")

@@ -3,7 +3,7 @@ from __future__ import annotations
 from fastapi import APIRouter, status
 from sqlalchemy import select
 
-from edgefleet.server import audit, tokens
+from edgefleet.server import tokens
 from edgefleet.server.api.deps import Admin, ServicesDep, SessionDep
 from edgefleet.server.api.schemas import TokenCreate, TokenCreated, TokenPublic
 from edgefleet.server.db.models import ApiToken
@@ -21,18 +21,13 @@ def list_tokens(session: SessionDep, _: Admin) -> list[TokenPublic]:
 def create_token(
     body: TokenCreate, session: SessionDep, services: ServicesDep, principal: Admin
 ) -> TokenCreated:
-    now = services.clock()
     token, secret = tokens.create_token(
-        session=session, name=body.name, role=body.role, now=now, expires_at=body.expires_at
-    )
-    audit.record(
         session=session,
+        name=body.name,
+        role=body.role,
         actor=principal.name,
-        action="token.create",
-        target_type="token",
-        target_id=token.name,
-        now=now,
-        after={"name": token.name, "role": token.role},
+        now=services.clock(),
+        expires_at=body.expires_at,
     )
     session.commit()
     return TokenCreated(token=TokenPublic.model_validate(token), secret=secret)
@@ -42,16 +37,8 @@ def create_token(
 def revoke_token(
     name: str, session: SessionDep, services: ServicesDep, principal: Admin
 ) -> TokenPublic:
-    now = services.clock()
-    token = tokens.revoke_token(session=session, name=name, now=now)
-    audit.record(
-        session=session,
-        actor=principal.name,
-        action="token.revoke",
-        target_type="token",
-        target_id=name,
-        now=now,
-        after={"revoked_at": now},
+    token, _ = tokens.revoke_token(
+        session=session, name=name, actor=principal.name, now=services.clock()
     )
     session.commit()
     return TokenPublic.model_validate(token)

@@ -62,7 +62,11 @@ def server(broker: MosquittoBroker, db_url: str, tmp_path: Path) -> Iterator[Ser
         with services.sessions() as session:
             for role in Role:
                 _, secret = create_token(
-                    session=session, name=f"t-{role.value}", role=role, now=services.clock()
+                    session=session,
+                    name=f"t-{role.value}",
+                    role=role,
+                    actor="test-setup",
+                    now=services.clock(),
                 )
                 tokens[role] = secret
             session.commit()

@@ -96,7 +96,10 @@ def test_bad_device_input_is_refused_and_nothing_is_written(
     assert response.json()["error"] == reason
     with server.services.sessions() as session:
         assert session.scalar(select(func.count()).select_from(Device)) == 0
-        assert session.scalar(select(func.count()).select_from(AuditRecord)) == 0
+        changes = (
+            select(func.count()).select_from(AuditRecord).where(AuditRecord.actor != "test-setup")
+        )
+        assert session.scalar(changes) == 0
 
 
 def test_malformed_json_is_a_422(server: Server) -> None:
@@ -153,7 +156,9 @@ def test_every_change_is_in_the_audit_log(server: Server) -> None:
     assert client.post(f"/api/v1/devices/{device_id}/credentials", headers=ops).status_code == 200
     assert client.post(f"/api/v1/devices/{device_id}/revoke", headers=ops).status_code == 200
     assert client.delete("/api/v1/groups/labs", headers=ops).status_code == 204
-    records = client.get("/api/v1/audit", headers=server.headers(Role.VIEWER)).json()
+    records = client.get(
+        "/api/v1/audit", params={"actor": "t-operator"}, headers=server.headers(Role.VIEWER)
+    ).json()
     assert [r["action"] for r in reversed(records)] == [
         "device.provision",
         "device.update",
