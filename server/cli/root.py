@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from edgefleet.server.cli import audit, devices, groups, keys, local, models
+from edgefleet.server.cli import audit, broker, devices, groups, keys, local, models
 from edgefleet.server.cli.errors import CliError
 from edgefleet.server.cli.wiring import Wiring
 from edgefleet.shared import __version__
@@ -60,6 +60,7 @@ for command in (
     local.db,
     local.tokens,
     keys.keys,
+    broker.broker,
     devices.devices,
     groups.groups,
     models.models,

@@ -52,6 +52,7 @@ def test_main_returns_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
 def test_the_command_tree() -> None:
     assert COMMANDS == [
         ("audit", "list"),
+        ("broker", "init"),
         ("db", "upgrade"),
         ("devices", "list"),
         ("devices", "provision"),
