@@ -84,6 +84,26 @@ def snapshot(device: Device) -> dict[str, Any]:
     }
 
 
+def _audit(
+    session: Session,
+    actor: str,
+    action: str,
+    device: Device,
+    now: float,
+    before: dict[str, Any] | None,
+) -> None:
+    audit.record(
+        session=session,
+        actor=actor,
+        action=action,
+        target_type="device",
+        target_id=device.id,
+        now=now,
+        before=before,
+        after=snapshot(device),
+    )
+
+
 def _check_spec(spec: DeviceSpec, catalog: ProfileCatalog) -> None:
     try:
         validate_device_id(spec.device_id)
@@ -166,15 +186,7 @@ def provision_device(
     )
     session.add(device)
     session.flush()
-    audit.record(
-        session=session,
-        actor=actor,
-        action="device.provision",
-        target_type="device",
-        target_id=device.id,
-        now=now,
-        after=snapshot(device),
-    )
+    _audit(session, actor, "device.provision", device, now, before=None)
     password = accounts.provision_device(device.id)
     try:
         bundle = _bundle(
@@ -211,16 +223,7 @@ def rotate_credentials(
         device.state = DeviceState.PROVISIONED
         device.revoked_at = None
     device.updated_at = now
-    audit.record(
-        session=session,
-        actor=actor,
-        action="device.rotate_credentials",
-        target_type="device",
-        target_id=device.id,
-        now=now,
-        before=before,
-        after=snapshot(device),
-    )
+    _audit(session, actor, "device.rotate_credentials", device, now, before=before)
     password = accounts.provision_device(device.id)
     bundle = _bundle(
         device.id,
@@ -245,16 +248,7 @@ def revoke_device(
         device.state = DeviceState.REVOKED
         device.revoked_at = now
         device.updated_at = now
-        audit.record(
-            session=session,
-            actor=actor,
-            action="device.revoke",
-            target_type="device",
-            target_id=device.id,
-            now=now,
-            before=before,
-            after=snapshot(device),
-        )
+        _audit(session, actor, "device.revoke", device, now, before=before)
     session.commit()
     return device
 
@@ -281,16 +275,7 @@ def update_device(
     device.tags = sorted(set(spec.tags))
     device.labels = spec.labels
     device.updated_at = now
-    audit.record(
-        session=session,
-        actor=actor,
-        action="device.update",
-        target_type="device",
-        target_id=device.id,
-        now=now,
-        before=before,
-        after=snapshot(device),
-    )
+    _audit(session, actor, "device.update", device, now, before=before)
     session.commit()
     return device
 
