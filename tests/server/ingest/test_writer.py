@@ -132,3 +132,11 @@ def test_telemetry_refreshes_last_seen(engine: Engine) -> None:
             select(Device.last_seen_at).where(Device.id == "cam-2")
         ).scalar_one()
     assert seen == T + 42
+
+
+def test_the_batch_counts_the_copies_it_folds_away() -> None:
+    batch = Batch()
+    batch.add(Routed(telemetry=[telemetry_row("cam-1", s) for s in (1, 2, 2)]), T)
+    batch.add(Routed(telemetry=[telemetry_row("cam-1", 1)], events=[event_row("cam-1", 1)] * 2), T)
+    assert (len(batch.telemetry), batch.telemetry_folded) == (2, 2)
+    assert (len(batch.events), batch.events_folded) == (1, 1)
