@@ -78,7 +78,10 @@ class BatchWriter:
         statement: Insert = dialect.insert(table).on_conflict_do_nothing(
             index_elements=["device_id", "seq"]
         )
-        return statement.returning(table.c.id)
+        # Count inserts by rowcount (both drivers sum it over an executemany), not RETURNING:
+        # RETURNING makes SQLAlchemy render each page as one INSERT of up to 1,000 rows, whose
+        # 15,000 placeholders psycopg re-parses in Python every time (4x slower on PostgreSQL).
+        return statement.execution_options(preserve_rowcount=True)
 
     def write(self, batch: Batch) -> WriteResult:
         inserted = {"telemetry": 0, "events": 0}
@@ -90,7 +93,7 @@ class BatchWriter:
                 if rows:
                     statement = self._insert_ignoring_duplicates(table)
                     result = connection.execute(statement, list(rows.values()))
-                    inserted[name] = len(result.all())
+                    inserted[name] = result.rowcount
             if batch.presence:
                 connection.execute(
                     update(Device)
