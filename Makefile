@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 PYTEST := $(PY) -m pytest
 SLOW_TIMEOUT ?= 900
 
-.PHONY: install lint format typecheck test test-fast test-slow clean
+.PHONY: install lint format typecheck test test-fast test-slow bench clean
 
 install:
 	bash deploy/bootstrap.sh dev
@@ -37,6 +37,10 @@ test: lint typecheck
 
 test-fast: install
 	$(PYTEST) -m "not slow" -q
+
+# Throughput against limits measured in the same run; results in bench-results/.
+bench: install
+	$(PY) -m tests.bench.bench_ingest
 
 clean:
 	rm -rf .typecheck .mypy_cache .ruff_cache .pytest_cache test-output
