@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Any, NoReturn
 
 from edgefleet.shared.errors import MessageError, MessageTooLargeError
 
 MAX_DEPTH = 32
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89abcdefABCDEF]")
 
 
 def _reject_constant(name: str) -> NoReturn:
@@ -94,7 +96,11 @@ def parse(payload: bytes, *, max_bytes: int, max_depth: int = MAX_DEPTH) -> Any:
     except ValueError as err:
         # int() refuses literals over sys.get_int_max_str_digits() (4300) digits.
         raise MessageError(f"invalid JSON number: {err}", reason="bad_json") from err
-    _check_tree(value, max_depth)
+    # Both walks are skipped when the text rules them out (the common case): a
+    # lone surrogate needs a \\uD800-\\uDFFF escape, depth needs that many brackets.
+    surrogates = _SURROGATE_ESCAPE.search(text) is not None
+    if surrogates or text.count("[") + text.count("{") > max_depth:
+        _check_tree(value, max_depth)
     return value
 
 

@@ -87,188 +87,236 @@ def _type_name(value: Any) -> str:
     }.get(type(value), type(value).__name__)
 
 
-def _check_range(value: float, constraint: Range, path: _Path) -> None:
-    if constraint.lo is not None and value < constraint.lo:
-        _fail(path, f"{value!r} is below the minimum {constraint.lo!r}", "out_of_range")
-    if constraint.hi is not None and value > constraint.hi:
-        _fail(path, f"{value!r} is above the maximum {constraint.hi!r}", "out_of_range")
+Decoder = Callable[[Any, _Path], Any]
+"""``decoder(value, path)``: the decoded value, or a :class:`MessageError` naming ``path``."""
+
+_DECODERS: dict[Any, Decoder] = {}
 
 
-def _check_length(size: int, constraint: Length | None, default_max: int, path: _Path) -> None:
-    low = constraint.min if constraint else 0
-    high = constraint.max if constraint else default_max
-    if not low <= size <= high:
-        _fail(path, f"length {size} is outside {low}..{high}", "bad_length")
+def _compile(tp: Any) -> Decoder:
+    """The decoder for ``tp``, built once: type introspection is far slower than decoding.
+
+    A forward reference is cached before building, so self-referencing
+    types terminate.
+    """
+    found = _DECODERS.get(tp)
+    if found is not None:
+        return found
+    built: list[Decoder] = []
+    _DECODERS[tp] = lambda value, path: built[0](value, path)
+    built.append(_build(tp))
+    _DECODERS[tp] = built[0]
+    return built[0]
 
 
-def _decode(tp: Any, value: Any, path: _Path) -> Any:
+def _build(tp: Any) -> Decoder:
     meta: tuple[Any, ...] = ()
     if get_origin(tp) is Annotated:
         tp, *rest = get_args(tp)
         meta = tuple(rest)
     origin = get_origin(tp)
     if origin in (Union, types.UnionType):
-        return _decode_union(get_args(tp), value, path)
-    scalar = _SCALARS.get(tp)
-    if scalar is not None:
-        return scalar(value, meta, path)
+        return _union(get_args(tp))
+    if tp is bool:
+        return _boolean
+    if tp is int:
+        return _integer(_ranges(meta))
+    if tp is float:
+        return _number(_ranges(meta))
+    if tp is str:
+        return _string(meta)
     if isinstance(tp, type) and issubclass(tp, Enum):
-        return _decode_enum(tp, value, path)
+        return _enum(tp)
     if origin is tuple:
-        return _decode_tuple(get_args(tp), value, meta, path)
+        return _array(get_args(tp), meta)
     if origin is dict:
-        return _decode_dict(get_args(tp), value, meta, path)
+        return _object(get_args(tp), meta)
     if dataclasses.is_dataclass(tp) and isinstance(tp, type):
-        return _decode_dataclass(tp, value, path)
-    raise TypeError(f"unsupported schema type {tp!r} at {path}")
+        return _dataclass(tp)
+    raise TypeError(f"unsupported schema type {tp!r}")
 
 
-def _decode_union(members: tuple[Any, ...], value: Any, path: _Path) -> Any:
-    if value is None:
-        if type(None) in members:
-            return None
-        _fail(path, "must not be null")
-    choices = [member for member in members if member is not type(None)]
-    if len(choices) == 1:
-        # Plain ``X | None``: keep X's own error and reason slug.
-        return _decode(choices[0], value, path)
-    errors: list[str] = []
-    for member in choices:
+def _ranges(meta: tuple[Any, ...]) -> tuple[Range, ...]:
+    return tuple(m for m in meta if isinstance(m, Range))
+
+
+def _bounds(meta: tuple[Any, ...], default_max: int) -> tuple[int, int]:
+    length = next((m for m in meta if isinstance(m, Length)), None)
+    return (0, default_max) if length is None else (length.min, length.max)
+
+
+def _check_ranges(value: float, ranges: tuple[Range, ...], path: _Path) -> None:
+    for constraint in ranges:
+        if constraint.lo is not None and value < constraint.lo:
+            _fail(path, f"{value!r} is below the minimum {constraint.lo!r}", "out_of_range")
+        if constraint.hi is not None and value > constraint.hi:
+            _fail(path, f"{value!r} is above the maximum {constraint.hi!r}", "out_of_range")
+
+
+def _check_size(size: int, low: int, high: int, path: _Path) -> None:
+    if not low <= size <= high:
+        _fail(path, f"length {size} is outside {low}..{high}", "bad_length")
+
+
+def _union(members: tuple[Any, ...]) -> Decoder:
+    nullable = type(None) in members
+    choices = [_compile(m) for m in members if m is not type(None)]
+
+    def decode(value: Any, path: _Path) -> Any:
+        if value is None:
+            if nullable:
+                return None
+            _fail(path, "must not be null")
+        if len(choices) == 1:
+            # Plain ``X | None``: keep X's own error and reason slug.
+            return choices[0](value, path)
+        errors: list[str] = []
+        for choice in choices:
+            try:
+                return choice(value, path)
+            except MessageError as err:
+                errors.append(str(err))
+        _fail(path, f"matches none of the allowed types ({'; '.join(errors)})")
+
+    return decode
+
+
+def _boolean(value: Any, path: _Path) -> bool:
+    if value is True or value is False:
+        return value
+    _fail(path, f"expected boolean, got {_type_name(value)}")
+
+
+def _integer(ranges: tuple[Range, ...]) -> Decoder:
+    def decode(value: Any, path: _Path) -> int:
+        if type(value) is not int:
+            _fail(path, f"expected integer, got {_type_name(value)}")
+        _check_ranges(value, ranges, path)
+        return value
+
+    return decode
+
+
+def _number(ranges: tuple[Range, ...]) -> Decoder:
+    def decode(value: Any, path: _Path) -> float:
+        if type(value) is float:
+            number = value
+        elif type(value) is int:
+            try:
+                number = float(value)
+            except OverflowError:
+                _fail(path, "integer too large for a double", "out_of_range")
+        else:
+            _fail(path, f"expected number, got {_type_name(value)}")
+        _check_ranges(number, ranges, path)
+        return number
+
+    return decode
+
+
+def _string(meta: tuple[Any, ...]) -> Decoder:
+    low, high = _bounds(meta, DEFAULT_MAX_STRING)
+    patterns = tuple((m.regex, re.compile(m.regex)) for m in meta if isinstance(m, Pattern))
+
+    def decode(value: Any, path: _Path) -> str:
+        if type(value) is not str:
+            _fail(path, f"expected string, got {_type_name(value)}")
+        _check_size(len(value), low, high, path)
+        for text, compiled in patterns:
+            if compiled.fullmatch(value) is None:
+                _fail(path, f"{value[:80]!r} does not match {text}", "bad_format")
+        return value
+
+    return decode
+
+
+def _enum(tp: type[Enum]) -> Decoder:
+    def decode(value: Any, path: _Path) -> Enum:
         try:
-            return _decode(member, value, path)
-        except MessageError as err:
-            errors.append(str(err))
-    _fail(path, f"matches none of the allowed types ({'; '.join(errors)})")
+            return tp(value)
+        except (ValueError, TypeError):
+            allowed = ", ".join(repr(e.value) for e in tp)
+            _fail(path, f"{value!r} is not one of {allowed}", "bad_enum")
+
+    return decode
 
 
-def _decode_bool(value: Any, meta: tuple[Any, ...], path: _Path) -> bool:
-    if not isinstance(value, bool):
-        _fail(path, f"expected boolean, got {_type_name(value)}")
-    return value
-
-
-def _decode_int(value: Any, meta: tuple[Any, ...], path: _Path) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        _fail(path, f"expected integer, got {_type_name(value)}")
-    for m in meta:
-        if isinstance(m, Range):
-            _check_range(value, m, path)
-    return value
-
-
-def _decode_float(value: Any, meta: tuple[Any, ...], path: _Path) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        _fail(path, f"expected number, got {_type_name(value)}")
-    try:
-        number = float(value)
-    except OverflowError:
-        _fail(path, "integer too large for a double", "out_of_range")
-    for m in meta:
-        if isinstance(m, Range):
-            _check_range(number, m, path)
-    return number
-
-
-def _decode_str(value: Any, meta: tuple[Any, ...], path: _Path) -> str:
-    if not isinstance(value, str):
-        _fail(path, f"expected string, got {_type_name(value)}")
-    _check_length(len(value), _length(meta), DEFAULT_MAX_STRING, path)
-    for m in meta:
-        if isinstance(m, Pattern) and re.fullmatch(m.regex, value) is None:
-            _fail(path, f"{value[:80]!r} does not match {m.regex}", "bad_format")
-    return value
-
-
-_SCALARS: dict[Any, Callable[[Any, tuple[Any, ...], _Path], Any]] = {
-    bool: _decode_bool,
-    int: _decode_int,
-    float: _decode_float,
-    str: _decode_str,
-}
-
-
-def _decode_enum(tp: type[Enum], value: Any, path: _Path) -> Enum:
-    try:
-        return tp(value)
-    except (ValueError, TypeError):
-        allowed = ", ".join(repr(e.value) for e in tp)
-        _fail(path, f"{value!r} is not one of {allowed}", "bad_enum")
-
-
-def _decode_tuple(
-    args: tuple[Any, ...], value: Any, meta: tuple[Any, ...], path: _Path
-) -> tuple[Any, ...]:
+def _array(args: tuple[Any, ...], meta: tuple[Any, ...]) -> Decoder:
     item_type, ellipsis = args
     if ellipsis is not Ellipsis:
         raise TypeError(f"only tuple[T, ...] is supported, got tuple{list(args)}")
-    if not isinstance(value, list):
-        _fail(path, f"expected array, got {_type_name(value)}")
-    _check_length(len(value), _length(meta), DEFAULT_MAX_ITEMS, path)
-    return tuple(_decode(item_type, item, _Path(path, f"[{i}]")) for i, item in enumerate(value))
+    item = _compile(item_type)
+    low, high = _bounds(meta, DEFAULT_MAX_ITEMS)
+
+    def decode(value: Any, path: _Path) -> tuple[Any, ...]:
+        if type(value) is not list:
+            _fail(path, f"expected array, got {_type_name(value)}")
+        _check_size(len(value), low, high, path)
+        return tuple([item(v, _Path(path, f"[{i}]")) for i, v in enumerate(value)])
+
+    return decode
 
 
-def _decode_dict(
-    args: tuple[Any, ...], value: Any, meta: tuple[Any, ...], path: _Path
-) -> dict[str, Any]:
+def _object(args: tuple[Any, ...], meta: tuple[Any, ...]) -> Decoder:
     key_type, value_type = args
     if key_type is not str:
         raise TypeError(f"only dict[str, T] is supported, got dict{list(args)}")
-    if not isinstance(value, dict):
-        _fail(path, f"expected object, got {_type_name(value)}")
-    _check_length(len(value), _length(meta), DEFAULT_MAX_ITEMS, path)
-    if value_type is Any:
-        return value
-    return {k: _decode(value_type, v, _Path(path, f".{k}")) for k, v in value.items()}
+    item = None if value_type is Any else _compile(value_type)
+    low, high = _bounds(meta, DEFAULT_MAX_ITEMS)
+
+    def decode(value: Any, path: _Path) -> dict[str, Any]:
+        if type(value) is not dict:
+            _fail(path, f"expected object, got {_type_name(value)}")
+        _check_size(len(value), low, high, path)
+        if item is None:
+            return value
+        return {k: item(v, _Path(path, f".{k}")) for k, v in value.items()}
+
+    return decode
 
 
-def _length(meta: tuple[Any, ...]) -> Length | None:
-    return next((m for m in meta if isinstance(m, Length)), None)
-
-
-_FIELDS: dict[type, tuple[tuple[str, Any, bool], ...]] = {}
-
-
-def _fields(cls: type) -> tuple[tuple[str, Any, bool], ...]:
-    """(name, annotated type, required) per field, resolved once per class."""
-    cached = _FIELDS.get(cls)
-    if cached is not None:
-        return cached
+def _dataclass(cls: type) -> Decoder:
     hints = get_type_hints(cls, include_extras=True)
-    cached = _FIELDS[cls] = tuple(
+    fields = [
         (
             f.name,
-            hints[f.name],
+            "." + f.name,
             f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING,
         )
         for f in dataclasses.fields(cls)
         if f.init
-    )
-    return cached
+    ]
+    known = frozenset(name for name, _, _ in fields)
+    # Field decoders are looked up lazily: a dataclass may refer to itself.
+    decoders: dict[str, Decoder] = {}
 
+    def decode(value: Any, path: _Path) -> Any:
+        if type(value) is not dict:
+            _fail(path, f"expected object, got {_type_name(value)}")
+        if not known.issuperset(value):
+            unknown = sorted(set(value) - known)
+            _fail(path, f"unknown field(s) {', '.join(map(repr, unknown[:5]))}", "unknown_field")
+        kwargs: dict[str, Any] = {}
+        for name, part, required in fields:
+            if name in value:
+                field_decoder = decoders.get(name)
+                if field_decoder is None:
+                    field_decoder = decoders[name] = _compile(hints[name])
+                kwargs[name] = field_decoder(value[name], _Path(path, part))
+            elif required:
+                _fail(path, f"missing required field {name!r}", "missing_field")
+        try:
+            return cls(**kwargs)
+        except MessageError as err:
+            raise MessageError(f"{path}: {err}", reason=err.reason) from err
 
-def _decode_dataclass(cls: type[T], value: Any, path: _Path) -> T:
-    if not isinstance(value, dict):
-        _fail(path, f"expected object, got {_type_name(value)}")
-    fields = _fields(cls)
-    known = {name for name, _, _ in fields}
-    unknown = sorted(set(value) - known)
-    if unknown:
-        _fail(path, f"unknown field(s) {', '.join(map(repr, unknown[:5]))}", "unknown_field")
-    kwargs: dict[str, Any] = {}
-    for name, tp, required in fields:
-        if name in value:
-            kwargs[name] = _decode(tp, value[name], _Path(path, f".{name}"))
-        elif required:
-            _fail(path, f"missing required field {name!r}", "missing_field")
-    try:
-        return cls(**kwargs)
-    except MessageError as err:
-        raise MessageError(f"{path}: {err}", reason=err.reason) from err
+    return decode
 
 
 def from_json(cls: type[T], value: Any) -> T:
     """Build ``cls`` from parsed JSON, or raise :class:`MessageError` with the path."""
-    return _decode_dataclass(cls, value, _Path(None, ""))
+    result: T = _compile(cls)(value, _Path(None, ""))
+    return result
 
 
 def to_json(obj: Any) -> Any:
