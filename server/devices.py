@@ -59,6 +59,16 @@ class BrokerAddress:
 
 
 @dataclass(frozen=True, slots=True)
+class Provisioning:
+    """What handing a device its credentials needs: the broker, the keys, the profiles."""
+
+    accounts: DeviceAccounts
+    trust: TrustSource
+    catalog: ProfileCatalog
+    broker: BrokerAddress
+
+
+@dataclass(frozen=True, slots=True)
 class DeviceSpec:
     device_id: str
     profile: str
@@ -135,25 +145,23 @@ def get_device(*, session: Session, device_id: str) -> Device:
     return device
 
 
-def _bundle(
-    device_id: str,
-    profile: str,
-    password: str,
-    broker: BrokerAddress,
-    trust: TrustSource,
-    max_artifact_bytes: int,
-) -> str:
-    roots, _keys = trust.trust_bundle()
+def _bundle(device: Device, password: str, provisioning: Provisioning) -> str:
+    """The agent config that carries ``device``'s new password and its trust anchor."""
+    roots, _keys = provisioning.trust.trust_bundle()
+    broker = provisioning.broker
     config = AgentConfig(
-        device=DeviceSection(id=device_id, profile=profile),
+        device=DeviceSection(id=device.id, profile=device.profile),
         broker=BrokerSection(
             host=broker.host,
             port=broker.port,
-            username=device_id,
+            username=device.id,
             password=password,
             tls_ca=broker.tls_ca,
         ),
-        trust=TrustSection(root=pinned_root_text(roots[-1]), max_artifact_bytes=max_artifact_bytes),
+        trust=TrustSection(
+            root=pinned_root_text(roots[-1]),
+            max_artifact_bytes=provisioning.catalog.get(device.profile).max_artifact_bytes,
+        ),
     )
     return render_agent_config(config)
 
@@ -162,14 +170,11 @@ def provision_device(
     *,
     session: Session,
     spec: DeviceSpec,
-    accounts: DeviceAccounts,
-    trust: TrustSource,
-    catalog: ProfileCatalog,
-    broker: BrokerAddress,
+    provisioning: Provisioning,
     actor: str,
     now: float,
 ) -> Provisioned:
-    _check_spec(spec, catalog)
+    _check_spec(spec, provisioning.catalog)
     if session.get(Device, spec.device_id) is not None:
         raise ConflictError(
             f"device {spec.device_id!r} exists; rotate its credentials to get a new bundle"
@@ -187,20 +192,13 @@ def provision_device(
     session.add(device)
     session.flush()
     _audit(session, actor, "device.provision", device, now, before=None)
-    password = accounts.provision_device(device.id)
+    password = provisioning.accounts.provision_device(device.id)
     try:
-        bundle = _bundle(
-            device.id,
-            device.profile,
-            password,
-            broker,
-            trust,
-            catalog.get(device.profile).max_artifact_bytes,
-        )
+        bundle = _bundle(device, password, provisioning)
         session.commit()
     except BaseException:
         session.rollback()
-        accounts.revoke_device(spec.device_id)
+        provisioning.accounts.revoke_device(spec.device_id)
         raise
     return Provisioned(device=device, bundle=bundle)
 
@@ -209,10 +207,7 @@ def rotate_credentials(
     *,
     session: Session,
     device_id: str,
-    accounts: DeviceAccounts,
-    trust: TrustSource,
-    catalog: ProfileCatalog,
-    broker: BrokerAddress,
+    provisioning: Provisioning,
     actor: str,
     now: float,
 ) -> Provisioned:
@@ -224,15 +219,7 @@ def rotate_credentials(
         device.revoked_at = None
     device.updated_at = now
     _audit(session, actor, "device.rotate_credentials", device, now, before=before)
-    password = accounts.provision_device(device.id)
-    bundle = _bundle(
-        device.id,
-        device.profile,
-        password,
-        broker,
-        trust,
-        catalog.get(device.profile).max_artifact_bytes,
-    )
+    bundle = _bundle(device, provisioning.accounts.provision_device(device.id), provisioning)
     session.commit()
     return Provisioned(device=device, bundle=bundle)
 

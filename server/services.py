@@ -13,7 +13,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from edgefleet.server.artifacts import ArtifactStore
-from edgefleet.server.devices import BrokerAddress, DeviceAccounts
+from edgefleet.server.devices import BrokerAddress, DeviceAccounts, Provisioning
 from edgefleet.server.metrics import Metrics
 from edgefleet.server.profiles import ProfileCatalog
 from edgefleet.server.settings import Settings
@@ -34,3 +34,12 @@ class Services:
     artifacts: ArtifactStore
     metrics: Metrics
     broker_address: BrokerAddress
+
+    @property
+    def provisioning(self) -> Provisioning:
+        return Provisioning(
+            accounts=self.accounts,
+            trust=self.signing,
+            catalog=self.catalog,
+            broker=self.broker_address,
+        )

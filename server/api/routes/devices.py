@@ -63,10 +63,7 @@ def provision_device(
         devices.provision_device(
             session=session,
             spec=spec,
-            accounts=services.accounts,
-            trust=services.signing,
-            catalog=services.catalog,
-            broker=services.broker_address,
+            provisioning=services.provisioning,
             actor=principal.name,
             now=services.clock(),
         )
@@ -106,10 +103,7 @@ def rotate_credentials(
         devices.rotate_credentials(
             session=session,
             device_id=device_id,
-            accounts=services.accounts,
-            trust=services.signing,
-            catalog=services.catalog,
-            broker=services.broker_address,
+            provisioning=services.provisioning,
             actor=principal.name,
             now=services.clock(),
         )
