@@ -17,9 +17,10 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from edgefleet.server import audit
-from edgefleet.server.db.models import Device, DeviceState
+from edgefleet.server.db.models import Device
 from edgefleet.server.errors import ConflictError, InvalidInputError, NotFoundError
 from edgefleet.server.profiles import ProfileCatalog
+from edgefleet.server.states import DeviceState
 from edgefleet.shared.agent_config import (
     AgentConfig,
     BrokerSection,

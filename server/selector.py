@@ -52,10 +52,11 @@ from types import MappingProxyType
 from typing import ClassVar, Literal
 
 from edgefleet.server.errors import InvalidInputError
+from edgefleet.server.states import DeviceState
 
 MAX_LENGTH = 2000
 MAX_DEPTH = 32
-DEVICE_STATES = frozenset({"provisioned", "online", "offline", "revoked"})
+DEVICE_STATES = frozenset(state.value for state in DeviceState)
 RESERVED_KEYS = frozenset({"id", "profile", "state"})
 KEYWORDS = frozenset({"all", "and", "has", "in", "not", "or", "tag"})
 # Never bare values, so a half-typed "site= and x=1" fails instead of matching site "and".

@@ -20,7 +20,7 @@ from edgefleet.server.cli.output import (
     when,
 )
 from edgefleet.server.cli.remote import CONNECTION_HELP, connection_options, json_option, open_api
-from edgefleet.server.db.models import DeviceState
+from edgefleet.server.states import DeviceState
 
 BUNDLE_MODE = 0o600
 

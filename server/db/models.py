@@ -26,6 +26,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from edgefleet.server.states import DeviceState
+
 NAME = 63
 """Length of device ids, model names, profiles (the shared id alphabet)."""
 
@@ -45,13 +47,6 @@ class Base(DeclarativeBase):
         }
     )
     type_annotation_map = {dict[str, Any]: Json, list[Any]: Json}
-
-
-class DeviceState(StrEnum):
-    PROVISIONED = "provisioned"
-    ONLINE = "online"
-    OFFLINE = "offline"
-    REVOKED = "revoked"
 
 
 class GroupKind(StrEnum):

@@ -12,8 +12,9 @@ import threading
 
 from sqlalchemy import Engine, Select, select
 
-from edgefleet.server.db.models import Device, DeviceState
+from edgefleet.server.db.models import Device
 from edgefleet.server.services import Clock
+from edgefleet.server.states import DeviceState
 
 
 class DeviceDirectory:

@@ -13,8 +13,9 @@ from typing import Any, cast
 from sqlalchemy import Engine, Insert, Table, bindparam, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from edgefleet.server.db.models import Device, DeviceEvent, DeviceState, TelemetryRecord
+from edgefleet.server.db.models import Device, DeviceEvent, TelemetryRecord
 from edgefleet.server.ingest.pipeline import Presence, Routed
+from edgefleet.server.states import DeviceState
 
 _TELEMETRY = cast(Table, TelemetryRecord.__table__)
 _EVENTS = cast(Table, DeviceEvent.__table__)

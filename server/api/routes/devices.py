@@ -15,7 +15,7 @@ from edgefleet.server.api.schemas import (
     Page,
     TelemetryBucketPublic,
 )
-from edgefleet.server.db.models import DeviceState
+from edgefleet.server.states import DeviceState
 
 router = APIRouter(prefix="/devices", tags=["devices"])
 

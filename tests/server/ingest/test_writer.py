@@ -9,9 +9,10 @@ from sqlalchemy import Engine, func, insert, select
 
 from edgefleet.server.db import migrate
 from edgefleet.server.db.engine import make_engine
-from edgefleet.server.db.models import Device, DeviceEvent, DeviceState, TelemetryRecord
+from edgefleet.server.db.models import Device, DeviceEvent, TelemetryRecord
 from edgefleet.server.ingest.pipeline import Presence, Routed
 from edgefleet.server.ingest.writer import Batch, BatchWriter
+from edgefleet.server.states import DeviceState
 
 T = 1_767_225_600.0
 
