@@ -62,11 +62,49 @@ class TelemetrySection:
 
 
 @dataclass(frozen=True, slots=True)
+class InferenceSection:
+    """Where applications on the device reach the local inference API.
+
+    A UNIX socket, when set, replaces the TCP listener: file permissions then
+    decide who may call it, which is what a shared board wants.
+    """
+
+    host: Annotated[str, Length(min=1, max=253)] = "127.0.0.1"
+    port: Annotated[int, Range(0, 65535)] = 8765
+    unix_socket: AbsolutePath | None = None
+    max_batch: Annotated[int, Range(1, 65536)] = 256
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateSection:
+    """How cautious the agent is with a new model before it commits to it."""
+
+    probation_seconds: Annotated[float, Range(0.0, 86400.0)] = 300.0
+    probation_min_inferences: Annotated[int, Range(0, 10**9)] = 50
+    max_error_rate: Annotated[float, Range(0.0, 1.0)] = 0.05
+    max_latency_ratio: Annotated[float, Range(1.0, 1000.0)] = 3.0
+    shadow_samples: Annotated[int, Range(1, 10**6)] = 200
+    download_timeout_seconds: Annotated[float, Range(1.0, 86400.0)] = 600.0
+
+
+@dataclass(frozen=True, slots=True)
+class DriftSection:
+    """The drift sketch's share of a (possibly metered) uplink."""
+
+    bytes_per_hour: Annotated[int, Range(0, 2**31)] = 256 * 1024
+    reservoir_size: Annotated[int, Range(0, 256)] = 16
+    hard_examples: Annotated[int, Range(0, 256)] = 8
+
+
+@dataclass(frozen=True, slots=True)
 class AgentConfig:
     device: DeviceSection
     broker: BrokerSection
     trust: TrustSection
     telemetry: TelemetrySection = TelemetrySection()
+    inference: InferenceSection = InferenceSection()
+    update: UpdateSection = UpdateSection()
+    drift: DriftSection = DriftSection()
 
     def __post_init__(self) -> None:
         require(
@@ -93,7 +131,7 @@ def render_agent_config(config: AgentConfig) -> str:
         "# it holds this device's broker password.",
         "",
     ]
-    for section in ("device", "broker", "trust", "telemetry"):
+    for section in ("device", "broker", "trust", "telemetry", "inference", "update", "drift"):
         lines.append(f"[{section}]")
         for key, value in sorted(body[section].items()):
             lines.append(f"{key} = {_toml_value(value)}")

@@ -8,7 +8,10 @@ from edgefleet.shared.agent_config import (
     AgentConfig,
     BrokerSection,
     DeviceSection,
+    DriftSection,
+    InferenceSection,
     TrustSection,
+    UpdateSection,
     parse_agent_config,
     pinned_root_text,
     render_agent_config,
@@ -86,3 +89,23 @@ def test_bad_configs_are_refused_with_a_reason(edit, reason: str) -> None:
     with pytest.raises(MessageError) as caught:
         parse_agent_config(edit(render_agent_config(config())))
     assert caught.value.reason == reason
+
+
+def test_inference_update_and_drift_sections_round_trip() -> None:
+    original = dataclasses.replace(
+        config(),
+        inference=InferenceSection(unix_socket="/run/edgefleet/agent.sock", max_batch=32),
+        update=UpdateSection(probation_seconds=30.0, max_error_rate=0.1),
+        drift=DriftSection(bytes_per_hour=0),
+    )
+    parsed = parse_agent_config(render_agent_config(original))
+    assert parsed == original
+    assert parsed.inference.unix_socket == "/run/edgefleet/agent.sock"
+
+
+def test_sections_left_out_take_their_defaults() -> None:
+    text = render_agent_config(config())
+    trimmed = text.split("[inference]")[0]
+    parsed = parse_agent_config(trimmed)
+    assert parsed.update == UpdateSection()
+    assert parsed.inference.port == 8765
