@@ -18,6 +18,7 @@ import pytest
 from paho.mqtt.enums import MQTTProtocolVersion
 
 from tests.harness.broker import Credentials, MosquittoBroker
+from tests.harness.models import TfliteModels, build_tflite_models
 from tests.harness.postgres import PostgresCluster
 
 _BROKER = pytest.StashKey[MosquittoBroker]()
@@ -77,6 +78,12 @@ def mqtt_client(
     for client in clients:
         client.disconnect()
         client.loop_stop()
+
+
+@pytest.fixture(scope="session")
+def tflite_models() -> TfliteModels:
+    """A Dense 4 -> 8 -> 3 softmax classifier as float32 and full-integer int8 files."""
+    return build_tflite_models()
 
 
 @pytest.fixture(scope="session")

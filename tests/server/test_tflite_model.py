@@ -32,7 +32,7 @@ from edgefleet.shared.manifest import (
     SelfTestVector,
     TensorDType,
 )
-from tests.server.conftest import TfliteModels
+from tests.harness.models import TfliteModels
 
 NOW = 1_800_000_000
 

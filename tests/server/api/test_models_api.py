@@ -12,8 +12,8 @@ from edgefleet.shared.manifest import TensorDType
 from edgefleet.shared.schema import from_json
 from edgefleet.shared.signed import SignedEnvelope
 from edgefleet.shared.trust import TrustStore
+from tests.harness.models import TfliteModels
 from tests.server.api.conftest import Server, unique_id
-from tests.server.conftest import TfliteModels
 
 
 def upload(

@@ -6,9 +6,9 @@ import hashlib
 import json
 from pathlib import Path
 
+from tests.harness.models import TfliteModels
 from tests.server.api.conftest import Server, unique_id
 from tests.server.cli.conftest import Cli, lines
-from tests.server.conftest import TfliteModels
 
 
 def fields(text: str) -> dict[str, str]:

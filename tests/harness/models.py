@@ -1,4 +1,8 @@
-"""Fixtures for the server's tests, one section per subject."""
+"""Real ``.tflite`` files from the real converter, for any test that needs a model.
+
+Importing TensorFlow and converting take seconds, so the root conftest builds
+them once per session.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +13,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-import pytest
-
-# -- TFLite models -------------------------------------------------------------
-# Real .tflite files from the real converter, built once per session: importing
-# TensorFlow and converting take seconds.
 
 
 @dataclass(frozen=True)
@@ -27,8 +26,7 @@ class TfliteModels:
     """The calibration inputs, shape (100, 4), uniform in [-1, 1]."""
 
 
-@pytest.fixture(scope="session")
-def tflite_models() -> TfliteModels:
+def build_tflite_models() -> TfliteModels:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     with warnings.catch_warnings():
         # The converter warns that int8 inputs come without statistics: by design,
