@@ -1,0 +1,71 @@
+"""The one binning rule that drift sketches and their baselines share.
+
+The server computes a baseline's reference histogram from training data and
+the agent counts live inputs into the same bins; if the two disagreed about
+which bin a value on an edge belongs to, a model with no drift at all would
+show some. So both call :func:`bin_counts`.
+
+``n`` edges make ``n + 1`` bins: bin 0 holds values below ``edges[0]``, bin
+``i`` holds ``edges[i-1] <= v < edges[i]``, the last bin holds values at or
+above ``edges[-1]`` (right-open bins, like ``numpy.searchsorted(side="right")``).
+NaN is not a value in any bin: it is left out of the counts and reported
+separately, because a sensor emitting NaN is a fault, not a distribution shift.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+
+def bin_indices(values: npt.ArrayLike, edges: Sequence[float]) -> npt.NDArray[np.intp]:
+    """The bin of each non-NaN value (NaNs dropped first)."""
+    array = np.asarray(values, dtype=np.float64).ravel()
+    array = array[~np.isnan(array)]
+    indices: npt.NDArray[np.intp] = np.searchsorted(
+        np.asarray(edges, dtype=np.float64), array, side="right"
+    )
+    return indices
+
+
+def bin_counts(values: npt.ArrayLike, edges: Sequence[float]) -> tuple[int, ...]:
+    """Counts per bin, ``len(edges) + 1`` of them."""
+    counts = np.bincount(bin_indices(values, edges), minlength=len(edges) + 1)
+    return tuple(int(c) for c in counts)
+
+
+def nan_count(values: npt.ArrayLike) -> int:
+    return int(np.count_nonzero(np.isnan(np.asarray(values, dtype=np.float64))))
+
+
+def quantile_edges(values: npt.NDArray[Any], bins: int) -> tuple[float, ...]:
+    """Edges that split ``values`` into about ``bins`` equally likely bins.
+
+    Repeated quantiles (a feature with few distinct values) collapse into one
+    edge, so edges stay strictly increasing as the manifest requires; such a
+    feature simply gets fewer bins.
+    """
+    if bins < 2:
+        raise ValueError("quantile_edges needs at least 2 bins")
+    finite = np.asarray(values, dtype=np.float64).ravel()
+    finite = finite[np.isfinite(finite)]
+    if finite.size == 0:
+        raise ValueError("quantile_edges needs at least one finite value")
+    inner = np.quantile(finite, np.linspace(0.0, 1.0, bins + 1)[1:-1])
+    edges = np.unique(inner)
+    if edges.size == 0:
+        edges = np.asarray([finite[0]])
+    return tuple(float(e) for e in edges)
+
+
+def probabilities(counts: Sequence[int]) -> tuple[float, ...]:
+    """Counts as shares that sum to 1 (uniform when there are no counts)."""
+    total = sum(counts)
+    if total == 0:
+        return tuple(1.0 / len(counts) for _ in counts)
+    shares = [c / total for c in counts]
+    shares[-1] = max(0.0, 1.0 - sum(shares[:-1]))
+    return tuple(shares)
