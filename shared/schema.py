@@ -241,17 +241,50 @@ def _enum(tp: type[Enum]) -> Decoder:
     return decode
 
 
+def _scalar_fast_path(item_type: Any) -> Callable[[list[Any]], bool] | None:
+    """For arrays of plain numbers: one C-speed check of the whole list.
+
+    Histograms and tensors are long arrays of numbers, and a call per item
+    was most of the cost of decoding telemetry. The check only says "all
+    valid"; anything else goes item by item, which names the bad index.
+    """
+    meta: tuple[Any, ...] = ()
+    if get_origin(item_type) is Annotated:
+        item_type, *rest = get_args(item_type)
+        meta = tuple(rest)
+    if item_type not in (int, float):
+        return None
+    ranges = _ranges(meta)
+    lows = [r.lo for r in ranges if r.lo is not None]
+    highs = [r.hi for r in ranges if r.hi is not None]
+    low = max(lows) if lows else None
+    high = min(highs) if highs else None
+    exact = {item_type}
+
+    def valid(value: list[Any]) -> bool:
+        if not value:
+            return True
+        if set(map(type, value)) != exact:
+            return False
+        return (low is None or min(value) >= low) and (high is None or max(value) <= high)
+
+    return valid
+
+
 def _array(args: tuple[Any, ...], meta: tuple[Any, ...]) -> Decoder:
     item_type, ellipsis = args
     if ellipsis is not Ellipsis:
         raise TypeError(f"only tuple[T, ...] is supported, got tuple{list(args)}")
     item = _compile(item_type)
+    fast = _scalar_fast_path(item_type)
     low, high = _bounds(meta, DEFAULT_MAX_ITEMS)
 
     def decode(value: Any, path: _Path) -> tuple[Any, ...]:
         if type(value) is not list:
             _fail(path, f"expected array, got {_type_name(value)}")
         _check_size(len(value), low, high, path)
+        if fast is not None and fast(value):
+            return tuple(value)
         return tuple([item(v, _Path(path, f"[{i}]")) for i, v in enumerate(value)])
 
     return decode

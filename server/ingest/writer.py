@@ -8,9 +8,10 @@ are inserted with ``ON CONFLICT (device_id, seq) DO NOTHING`` and counted.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any, cast
 
-from sqlalchemy import Engine, Insert, Table, bindparam, update
+from sqlalchemy import Connection, Engine, Table, bindparam, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from edgefleet.server.db.models import Device, DeviceEvent, TelemetryRecord
@@ -69,32 +70,49 @@ class WriteResult:
     events_duplicates: int
 
 
+class _CompiledInsert:
+    """``INSERT ... ON CONFLICT (device_id, seq) DO NOTHING``, compiled once, run as driver SQL.
+
+    Going through SQLAlchemy's parameter processing for every row of every
+    batch cost two thirds of the writer's time; the rows here are plain
+    values already (JSON columns arrive serialized), so they go straight to
+    the driver's ``executemany``, which both drivers count rows for.
+    """
+
+    def __init__(self, engine: Engine, table: Table) -> None:
+        dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
+        columns = [c.name for c in table.columns if not c.primary_key]
+        statement = (
+            dialect.insert(table)
+            .values({name: bindparam(name) for name in columns})
+            .on_conflict_do_nothing(index_elements=["device_id", "seq"])
+        )
+        compiled = statement.compile(dialect=engine.dialect)
+        self.sql = str(compiled)
+        order = compiled.positiontup if compiled.positional else None
+        self._row: Any = itemgetter(*order) if order else None
+
+    def execute(self, connection: Connection, rows: list[dict[str, Any]]) -> int:
+        parameters: Any = rows if self._row is None else [self._row(row) for row in rows]
+        result = connection.exec_driver_sql(self.sql, parameters)
+        return int(result.rowcount)
+
+
 class BatchWriter:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
-        self._dialect = engine.dialect.name
-
-    def _insert_ignoring_duplicates(self, table: Table) -> Insert:
-        dialect = postgresql if self._dialect == "postgresql" else sqlite
-        statement: Insert = dialect.insert(table).on_conflict_do_nothing(
-            index_elements=["device_id", "seq"]
-        )
-        # Count inserts by rowcount (both drivers sum it over an executemany), not RETURNING:
-        # RETURNING makes SQLAlchemy render each page as one INSERT of up to 1,000 rows, whose
-        # 15,000 placeholders psycopg re-parses in Python every time (4x slower on PostgreSQL).
-        return statement.execution_options(preserve_rowcount=True)
+        self._telemetry = _CompiledInsert(engine, _TELEMETRY)
+        self._events = _CompiledInsert(engine, _EVENTS)
 
     def write(self, batch: Batch) -> WriteResult:
         inserted = {"telemetry": 0, "events": 0}
         with self._engine.begin() as connection:
-            for name, table, rows in (
-                ("telemetry", _TELEMETRY, batch.telemetry),
-                ("events", _EVENTS, batch.events),
+            for name, insert, rows in (
+                ("telemetry", self._telemetry, batch.telemetry),
+                ("events", self._events, batch.events),
             ):
                 if rows:
-                    statement = self._insert_ignoring_duplicates(table)
-                    result = connection.execute(statement, list(rows.values()))
-                    inserted[name] = result.rowcount
+                    inserted[name] = insert.execute(connection, list(rows.values()))
             if batch.presence:
                 connection.execute(
                     update(Device)

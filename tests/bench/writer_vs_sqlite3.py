@@ -8,7 +8,6 @@ batch, one transaction per batch, on a fresh WAL database each try.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import statistics
 import time
@@ -44,8 +43,7 @@ def routed_batches(messages: list[Message], devices: set[str]) -> list[Batch]:
 
 def as_parameters(batch: Batch) -> list[tuple[Any, ...]]:
     return [
-        tuple(json.dumps(row[c]) if c == "histograms" else row[c] for c in TELEMETRY_COLUMNS)
-        for row in batch.telemetry.values()
+        tuple(row[c] for c in TELEMETRY_COLUMNS) for row in batch.telemetry.values()
     ]
 
 
@@ -65,7 +63,7 @@ def time_executemany(path: Path, batches: list[Batch], *, convert: bool) -> floa
     """Same statements and transactions as the writer, through ``sqlite3`` directly.
 
     ``convert``: include turning the writer's row dicts into parameter tuples
-    (JSON for the histograms) in the time; without it, only ``executemany``.
+    in the time; without it, only ``executemany``.
     """
     columns = ", ".join(TELEMETRY_COLUMNS)
     marks = ", ".join("?" * len(TELEMETRY_COLUMNS))

@@ -58,7 +58,7 @@ def telemetry_row(device_id: str, seq: int) -> dict[str, object]:
         "cpu_percent": None,
         "memory_bytes": None,
         "temperature_c": None,
-        "histograms": {},
+        "histograms": "{}",
         "received_at": T,
     }
 
