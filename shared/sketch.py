@@ -10,10 +10,15 @@ show some. So both call :func:`bin_counts`.
 above ``edges[-1]`` (right-open bins, like ``numpy.searchsorted(side="right")``).
 NaN is not a value in any bin: it is left out of the counts and reported
 separately, because a sensor emitting NaN is a fault, not a distribution shift.
+
+Which numbers are binned is shared too: :func:`feature_columns` says which input
+values make up each baseline feature and :func:`output_values` which number
+stands for a prediction in the output bins.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -69,3 +74,39 @@ def probabilities(counts: Sequence[int]) -> tuple[float, ...]:
     shares = [c / total for c in counts]
     shares[-1] = max(0.0, 1.0 - sum(shares[:-1]))
     return tuple(shares)
+
+
+def feature_columns(inputs: npt.ArrayLike, features: int) -> npt.NDArray[np.float64]:
+    """Model inputs (leading batch axis) as one column per baseline feature.
+
+    The baseline and the agent must agree on which values make up "feature
+    i", or drift would be measured on the wrong numbers. A sample of exactly
+    ``features`` values is tabular: feature ``i`` is its ``i``-th value. Else,
+    when the sample's last axis has ``features`` entries, each is a channel
+    (a sensor axis over a time window, an image's colour) pooled over every
+    other axis. Any other shape has no agreed reading and is refused.
+    """
+    array = np.asarray(inputs, dtype=np.float64)
+    if array.ndim < 1 or features < 1:
+        raise ValueError("feature_columns needs a batch axis and at least one feature")
+    sample = array.shape[1:]
+    if math.prod(sample) == features:
+        return array.reshape(array.shape[0], features)
+    if sample and sample[-1] == features:
+        return array.reshape(-1, features)
+    raise ValueError(f"a sample of shape {sample} does not split into {features} features")
+
+
+def output_values(outputs: npt.ArrayLike) -> npt.NDArray[np.float64]:
+    """The one number per prediction that a baseline's ``output`` bins describe.
+
+    A single-value output (a regression, an anomaly score) is its own value;
+    a vector output is a classifier's, and the predicted class index is what
+    its distribution shift shows in.
+    """
+    array = np.asarray(outputs, dtype=np.float64)
+    rows = array.reshape(array.shape[0], -1)
+    values: npt.NDArray[np.float64] = (
+        rows[:, 0] if rows.shape[1] == 1 else np.argmax(rows, axis=1).astype(np.float64)
+    )
+    return values

@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 
 from edgefleet.shared.manifest import BaselineBins
-from edgefleet.shared.sketch import bin_counts, nan_count, probabilities, quantile_edges
+from edgefleet.shared.sketch import (
+    bin_counts,
+    feature_columns,
+    nan_count,
+    output_values,
+    probabilities,
+    quantile_edges,
+)
 
 
 @pytest.mark.parametrize(
@@ -48,3 +55,25 @@ def test_no_finite_values_is_an_error() -> None:
 def test_probabilities_of_nothing_are_uniform_and_always_sum_to_one() -> None:
     assert probabilities((0, 0, 0, 0)) == (0.25, 0.25, 0.25, 0.25)
     assert math.isclose(sum(probabilities((1, 2, 3, 7))), 1.0)
+
+
+def test_a_tabular_sample_gives_one_feature_per_value() -> None:
+    batch = np.arange(8.0).reshape(2, 4)
+    assert feature_columns(batch, 4).tolist() == [[0, 1, 2, 3], [4, 5, 6, 7]]
+
+
+def test_a_window_of_channels_pools_each_channel_over_time() -> None:
+    windows = np.arange(12.0).reshape(2, 3, 2)  # 2 samples, 3 time steps, 2 channels
+    columns = feature_columns(windows, 2)
+    assert columns.shape == (6, 2)
+    assert columns[:, 0].tolist() == [0, 2, 4, 6, 8, 10]
+
+
+def test_a_shape_with_no_agreed_feature_reading_is_refused() -> None:
+    with pytest.raises(ValueError, match="does not split into 5 features"):
+        feature_columns(np.zeros((2, 3, 2)), 5)
+
+
+def test_outputs_are_the_value_itself_or_the_predicted_class() -> None:
+    assert output_values(np.array([[0.25], [3.0]])).tolist() == [0.25, 3.0]
+    assert output_values(np.array([[0.1, 0.7, 0.2], [0.6, 0.3, 0.1]])).tolist() == [1.0, 0.0]
