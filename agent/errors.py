@@ -12,7 +12,9 @@ wrong on the device lives here::
     ├── InferenceInputError      a predict request of the wrong shape, dtype or size
     ├── SelfTestError            a candidate's outputs miss its self-test vectors
     ├── StorageError             the data directory cannot be written (disk full, ...)
-    └── OutboxError              the telemetry outbox database is unusable
+    ├── OutboxError              the telemetry outbox database is unusable
+    ├── NoModelError             a prediction asked for before any model is active
+    └── InferenceFailedError     the interpreter failed or gave non-finite outputs
 
 Each carries a stable ``reason`` slug for ``failed(reason)`` events and
 counters, like the shared tree.
@@ -58,3 +60,13 @@ class StorageError(AgentError):
 
 class OutboxError(AgentError):
     reason = "outbox_failed"
+
+
+class NoModelError(AgentError):
+    reason = "no_model"
+
+
+class InferenceFailedError(AgentError):
+    """The model's fault, not the caller's: counted as an error against the model."""
+
+    reason = "inference_failed"
