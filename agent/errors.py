@@ -14,7 +14,10 @@ wrong on the device lives here::
     ├── StorageError             the data directory cannot be written (disk full, ...)
     ├── OutboxError              the telemetry outbox database is unusable
     ├── NoModelError             a prediction asked for before any model is active
-    └── InferenceFailedError     the interpreter failed or gave non-finite outputs
+    ├── InferenceFailedError     the interpreter failed or gave non-finite outputs
+    ├── UpdateStateError         a persisted update state is unreadable, or a transition
+    │                            the state machine does not allow (a bug, never acted on)
+    └── TransportError           the broker refused or failed a connection or a publish
 
 Each carries a stable ``reason`` slug for ``failed(reason)`` events and
 counters, like the shared tree.
@@ -70,3 +73,11 @@ class InferenceFailedError(AgentError):
     """The model's fault, not the caller's: counted as an error against the model."""
 
     reason = "inference_failed"
+
+
+class UpdateStateError(AgentError):
+    reason = "bad_update_state"
+
+
+class TransportError(AgentError):
+    reason = "transport_failed"

@@ -1,0 +1,1 @@
+"""The update path: pure state machine, chunk assembly and probation judge, and their shell."""
