@@ -47,7 +47,7 @@ from edgefleet.agent.errors import (
     RuntimeUnavailableError,
     SelfTestError,
 )
-from edgefleet.shared.manifest import Manifest, Quantization, TensorDType, TensorSpec
+from edgefleet.shared.manifest import Manifest, Quantization, TensorSpec
 
 log = logging.getLogger(__name__)
 
@@ -60,15 +60,6 @@ ROUNDING_SLACK = 4 * float(np.finfo(np.float32).eps)
 written as their shortest decimal, so a few float32 ulps are notation, not
 model behaviour."""
 
-_NUMPY_DTYPES: dict[TensorDType, type[np.generic]] = {
-    TensorDType.FLOAT32: np.float32,
-    TensorDType.FLOAT16: np.float16,
-    TensorDType.INT8: np.int8,
-    TensorDType.UINT8: np.uint8,
-    TensorDType.INT16: np.int16,
-    TensorDType.INT32: np.int32,
-}
-_TENSOR_DTYPES = {np.dtype(v): k for k, v in _NUMPY_DTYPES.items()}
 _REAL_KINDS = frozenset("iuf")
 
 RealArray = npt.NDArray[np.float32]
@@ -131,7 +122,7 @@ class _TensorCodec:
     """Real values to a tensor's own dtype and back, per the manifest's quantization."""
 
     def __init__(self, spec: TensorSpec) -> None:
-        self.dtype = np.dtype(_NUMPY_DTYPES[spec.dtype])
+        self.dtype = np.dtype(spec.dtype.value)  # the enum's values are numpy's names
         self.is_float = self.dtype.kind == "f"
         quantization = spec.quantization or Quantization(scale=1.0, zero_point=0)
         self.scale = quantization.scale
@@ -352,13 +343,13 @@ def _check_supported(manifest: Manifest) -> None:
 
 def _check_tensor(detail: dict[str, Any], spec: TensorSpec, kind: str) -> None:
     """Refuse a model whose tensor is not the one its signed manifest describes."""
-    dtype = _TENSOR_DTYPES.get(np.dtype(detail["dtype"]))
+    dtype_name = np.dtype(detail["dtype"]).name
     shape = tuple(int(d) for d in detail["shape"])
     scale, zero_point = detail.get("quantization", (0.0, 0))
-    quantized = dtype not in (None, TensorDType.FLOAT32, TensorDType.FLOAT16) and scale > 0
+    quantized = np.dtype(dtype_name).kind != "f" and scale > 0
     problems: list[str] = []
-    if dtype is not spec.dtype:
-        problems.append(f"dtype {np.dtype(detail['dtype']).name}, manifest {spec.dtype.value}")
+    if dtype_name != spec.dtype.value:
+        problems.append(f"dtype {dtype_name}, manifest {spec.dtype.value}")
     if shape != spec.shape:
         problems.append(f"shape {shape}, manifest {spec.shape}")
     if quantized != (spec.quantization is not None):

@@ -8,13 +8,13 @@ the interpreter a device runs.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from edgefleet.agent.runtime import ModelRunner, load_runtime
+from edgefleet.server.artifacts import ArtifactStore
 from edgefleet.server.tflite_model import build_manifest
 from edgefleet.shared.manifest import ArtifactSpec, Manifest
 from tests.harness.models import TfliteModels
@@ -22,6 +22,7 @@ from tests.harness.models import TfliteModels
 load_runtime()
 
 NOW = 1_800_000_000
+CHUNK_SIZE = 1024
 
 
 @dataclass(frozen=True)
@@ -36,13 +37,10 @@ class ServedModel:
         return ModelRunner.load(self.path, self.manifest, threads=threads, xnnpack=xnnpack)
 
 
-def artifact_spec(data: bytes) -> ArtifactSpec:
-    return ArtifactSpec(
-        sha256=hashlib.sha256(data).hexdigest(),
-        size=len(data),
-        chunk_size=1024,
-        chunk_count=-(-len(data) // 1024),
-    )
+def artifact_spec(data: bytes, directory: Path) -> ArtifactSpec:
+    """What the server's artifact store puts in a manifest for ``data``."""
+    store = ArtifactStore(directory / "artifacts")
+    return store.artifact_spec(store.put(data).sha256, CHUNK_SIZE)
 
 
 def serve(directory: Path, name: str, data: bytes, *, version: int = 1) -> ServedModel:
@@ -53,7 +51,7 @@ def serve(directory: Path, name: str, data: bytes, *, version: int = 1) -> Serve
         version=version,
         hardware_profile="sim",
         data=data,
-        artifact=artifact_spec(data),
+        artifact=artifact_spec(data, directory),
         now=NOW,
         validity_days=30,
     )

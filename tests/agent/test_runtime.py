@@ -193,10 +193,12 @@ def test_a_damaged_or_missing_file_is_refused_before_the_interpreter_sees_it(
 
 
 def test_a_model_whose_tensors_differ_from_its_manifest_is_refused(
-    float_model: ServedModel, int8_model: ServedModel
+    float_model: ServedModel, int8_model: ServedModel, tmp_path: Path
 ) -> None:
     # The int8 model's manifest, pointed at the float32 bytes (hash and size match).
-    wrong = dataclasses.replace(int8_model.manifest, artifact=artifact_spec(float_model.data))
+    wrong = dataclasses.replace(
+        int8_model.manifest, artifact=artifact_spec(float_model.data, tmp_path)
+    )
     with pytest.raises(ModelLoadError, match="dtype float32, manifest int8") as caught:
         ModelRunner.load(float_model.path, wrong, threads=1, xnnpack=True)
     assert caught.value.reason == "manifest_mismatch"
@@ -208,7 +210,7 @@ def test_bytes_that_are_no_model_are_refused_by_the_interpreter(
     junk = b"\x00" * 64
     path = tmp_path / "junk.tflite"
     path.write_bytes(junk)
-    manifest = dataclasses.replace(float_model.manifest, artifact=artifact_spec(junk))
+    manifest = dataclasses.replace(float_model.manifest, artifact=artifact_spec(junk, tmp_path))
     with pytest.raises(ModelLoadError, match="the interpreter refuses junk.tflite"):
         ModelRunner.load(path, manifest, threads=1, xnnpack=True)
 
