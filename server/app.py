@@ -30,9 +30,7 @@ from edgefleet.server.broker_accounts import BrokerAccounts
 from edgefleet.server.db import migrate
 from edgefleet.server.db.engine import make_engine, make_sessionmaker
 from edgefleet.server.errors import ConfigError
-from edgefleet.server.ingest.directory import DeviceDirectory
 from edgefleet.server.ingest.service import IngestService
-from edgefleet.server.ingest.writer import BatchWriter
 from edgefleet.server.metrics import Metrics
 from edgefleet.server.mqtt import MqttTransport, TlsSettings
 from edgefleet.server.profiles import ProfileCatalog
@@ -52,7 +50,6 @@ class Runtime:
     admin: MqttTransport
     server: MqttTransport
     ingest: IngestService
-    directory: DeviceDirectory
     scheduler: BackgroundScheduler
 
 
@@ -148,16 +145,15 @@ def create_app(settings: Settings, *, clock: Clock = time.time) -> FastAPI:
                     tls_ca=None if settings.broker_tls_ca is None else "/etc/edgefleet/ca.pem",
                 ),
             )
-            directory = DeviceDirectory(engine, clock)
             ingest = IngestService(
                 transport=server,
-                writer=BatchWriter(engine),
-                known_devices=directory,
+                database_url=settings.effective_database_url,
                 clock=clock,
                 metrics=metrics,
                 batch_size=settings.ingest_batch_size,
                 flush_seconds=settings.ingest_flush_seconds,
                 queue_size=settings.ingest_queue_size,
+                in_process=settings.ingest_in_process,
             )
             ingest.start()
             stack.callback(ingest.stop)
@@ -175,7 +171,7 @@ def create_app(settings: Settings, *, clock: Clock = time.time) -> FastAPI:
             stack.callback(scheduler.shutdown, wait=False)
             app.state.services = services
             app.state.runtime = Runtime(
-                admin=admin, server=server, ingest=ingest, directory=directory, scheduler=scheduler
+                admin=admin, server=server, ingest=ingest, scheduler=scheduler
             )
             yield
 

@@ -66,6 +66,8 @@ class Settings(BaseSettings):
     ingest_batch_size: int = Field(500, ge=1, le=100_000)
     ingest_flush_seconds: float = Field(0.5, gt=0, le=60)
     ingest_queue_size: int = Field(100_000, ge=100)
+    ingest_in_process: bool = False
+    """Decode and write ingest on a thread instead of a worker process (one-core boxes)."""
 
     @model_validator(mode="after")
     def _refuse_insecure(self) -> Self:

@@ -1,27 +1,33 @@
-"""The ingest loop: broker thread -> bounded queue -> one writer thread -> database.
+"""Ingest, server side: paho's thread receives, a shipper thread batches, a worker stores.
 
-paho's network thread only enqueues (it must never wait on a database); the
-writer thread drains the queue into batches flushed by size or age, so a
-busy fleet gets hundreds of rows per transaction and a quiet one sees its
-data within ``flush_seconds``. A failed write is retried with the same
-batch until it lands (at shutdown, three tries, then it is counted as
-``write_failed``; messages are acknowledged to the broker on receipt, so
-those are lost). Rejections are counted by reason and logged once per
-device and reason per minute, so one broken device cannot flood the log.
+paho's network thread only appends to a deque (it must never wait on a
+database, nor on a lock a slow consumer holds). The shipper thread takes
+what has arrived (up to ``batch_size`` messages, or whatever came within
+``flush_seconds`` of the oldest) and ships it to the worker (by default a
+separate process, see :mod:`edgefleet.server.ingest.worker`), one shipment
+in flight at a time: while the worker writes, the next batch fills. Its
+:class:`~edgefleet.server.ingest.worker.Report` becomes metrics here, and
+rejections are logged once per device and reason per minute, so one broken
+device cannot flood the log.
+
+Messages are acknowledged to the broker on receipt, so the shipper keeps a
+shipment until its report arrives: a worker that dies is restarted and gets
+the same shipment again (the database ignores rows it already has).
 """
 
 from __future__ import annotations
 
+import collections
 import logging
-import queue
+import multiprocessing
 import threading
 import time
-from collections.abc import Container
+from multiprocessing.connection import Connection
+from typing import Protocol
 
-from sqlalchemy.exc import SQLAlchemyError
-
-from edgefleet.server.ingest.pipeline import Rejection, route
-from edgefleet.server.ingest.writer import Batch, BatchWriter
+from edgefleet.server.ingest import worker
+from edgefleet.server.ingest.pipeline import Rejection
+from edgefleet.server.ingest.worker import Received, Report, Shipment
 from edgefleet.server.metrics import Metrics
 from edgefleet.server.mqtt import MessageProperties, MqttTransport
 from edgefleet.server.services import Clock
@@ -31,10 +37,12 @@ logger = logging.getLogger(__name__)
 
 INGESTED = (Channel.STATE, Channel.TELEMETRY, Channel.EVENTS, Channel.DRIFT)
 LOG_EVERY_SECONDS = 60.0
-RETRY_SECONDS = (0.5, 1.0, 2.0, 5.0, 10.0)
-SHUTDOWN_ATTEMPTS = 3
+POLL_SECONDS = 0.005
+START_TIMEOUT = 60.0
 
-_Item = tuple[str, bytes, float]
+
+class _Worker(Protocol):
+    def join(self, timeout: float | None = None) -> None: ...
 
 
 class IngestService:
@@ -42,131 +50,171 @@ class IngestService:
         self,
         *,
         transport: MqttTransport,
-        writer: BatchWriter,
-        known_devices: Container[str],
+        database_url: str,
         clock: Clock,
         metrics: Metrics,
         batch_size: int = 500,
         flush_seconds: float = 0.5,
         queue_size: int = 100_000,
+        in_process: bool = False,
     ) -> None:
         self._transport = transport
-        self._writer = writer
-        self._known = known_devices
+        self._database_url = database_url
         self._clock = clock
         self._metrics = metrics
         self._batch_size = batch_size
         self._flush_seconds = flush_seconds
-        self._queue: queue.Queue[_Item] = queue.Queue(maxsize=queue_size)
+        self._queue_size = queue_size
+        self._in_process = in_process
+        self._arrived: collections.deque[Received] = collections.deque()
+        self._in_flight = 0
         self._stop = threading.Event()
-        self._idle = threading.Condition()
-        self._busy = False
-        self._thread: threading.Thread | None = None
+        self._shipper: threading.Thread | None = None
+        self._worker: _Worker | None = None
+        self._pipe: Connection | None = None
         self._logged: dict[tuple[str | None, str], float] = {}
 
     def start(self) -> None:
         self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="edgefleet-ingest", daemon=True)
-        self._thread.start()
-        self._transport.set_message_handler(self._enqueue)
+        self._start_worker()
+        self._shipper = threading.Thread(target=self._ship, name="edgefleet-ingest", daemon=True)
+        self._shipper.start()
+        self._transport.set_message_handler(self._receive)
         for channel in INGESTED:
             # The broker's server role allows exactly this share group (dynsec.server_acls).
             self._transport.subscribe(shared_subscription(channel), qos=1, timeout=None)
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Stop taking messages, write what is queued, then return."""
+        """Stop taking messages, write what has arrived, then return."""
         self._transport.set_message_handler(None)
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
+        if self._shipper is not None:
+            self._shipper.join(timeout)
+            self._shipper = None
+        if self._worker is not None:
+            self._worker.join(timeout)
+            self._worker = None
+
+    @property
+    def worker_pid(self) -> int | None:
+        """The worker process's pid (None on a thread), for CPU accounting."""
+        pid = getattr(self._worker, "pid", None)
+        return pid if isinstance(pid, int) else None
 
     def wait_idle(self, timeout: float) -> bool:
         """True once everything received so far is committed (for tests and shutdown)."""
         deadline = time.monotonic() + timeout
-        with self._idle:
-            while self._busy or not self._queue.empty():
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self._idle.wait(left)
+        while self._arrived or self._in_flight:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(POLL_SECONDS)
         return True
 
-    def _enqueue(self, topic: str, payload: bytes, _properties: MessageProperties) -> None:
-        try:
-            self._queue.put_nowait((topic, payload, self._clock()))
-        except queue.Full:
+    def _receive(self, topic: str, payload: bytes, _properties: MessageProperties) -> None:
+        if len(self._arrived) >= self._queue_size:
             self._reject(Rejection("queue_full", None, "ingest queue is full"))
+            return
+        self._arrived.append((topic, payload, self._clock()))
 
-    def _run(self) -> None:
-        while not (self._stop.is_set() and self._queue.empty()):
-            batch = self._collect()
-            if batch.messages:
-                self._write(batch)
-            with self._idle:
-                self._busy = False
-                self._metrics.queue_depth.set(self._queue.qsize())
-                self._idle.notify_all()
+    def _start_worker(self) -> None:
+        if self._in_process:
+            ours, theirs = multiprocessing.Pipe()
+            thread = threading.Thread(
+                target=worker.run,
+                args=(theirs, self._database_url),
+                name="edgefleet-ingest-worker",
+                daemon=True,
+            )
+            thread.start()
+            self._worker = thread
+        else:
+            # forkserver: no copy of this process's threads and locks, and after
+            # the first start (which imports the worker once) restarts are cheap.
+            context = multiprocessing.get_context("forkserver")
+            ours, theirs = context.Pipe()
+            process = context.Process(
+                target=worker.run,
+                args=(theirs, self._database_url),
+                name="edgefleet-ingest-worker",
+                daemon=True,
+            )
+            process.start()
+            theirs.close()
+            self._worker = process
+        if not ours.poll(START_TIMEOUT) or ours.recv() != "ready":
+            raise RuntimeError("ingest worker did not start")
+        self._pipe = ours
 
-    def _collect(self) -> Batch:
-        batch = Batch()
-        deadline: float | None = None
-        while batch.messages < self._batch_size:
-            wait = 0.1 if deadline is None else deadline - time.monotonic()
-            if wait <= 0:
-                break
-            try:
-                topic, payload, received_at = self._queue.get(timeout=wait)
-            except queue.Empty:
-                if deadline is None and self._stop.is_set():
-                    break
-                continue
-            with self._idle:
-                self._busy = True
-            if deadline is None:
-                deadline = time.monotonic() + self._flush_seconds
-            routed = route(topic, payload, received_at=received_at, known_devices=self._known)
-            if isinstance(routed, Rejection):
-                self._reject(routed)
-                continue
-            self._metrics.messages_received.labels(topic.rsplit("/", 1)[-1]).inc()
-            batch.add(routed, received_at)
-        return batch
+    def _take(self) -> list[Received]:
+        """Wait for the next batch: full, or as old as ``flush_seconds``, or the last one."""
+        while not self._arrived:
+            if self._stop.is_set():
+                return []
+            time.sleep(POLL_SECONDS)
+        deadline = time.monotonic() + self._flush_seconds
+        while (
+            len(self._arrived) < self._batch_size
+            and time.monotonic() < deadline
+            and not self._stop.is_set()
+        ):
+            time.sleep(POLL_SECONDS)
+        count = min(len(self._arrived), self._batch_size)
+        self._in_flight = count  # before taking: wait_idle must never see both empty
+        return [self._arrived.popleft() for _ in range(count)]
 
-    def _write(self, batch: Batch) -> None:
-        attempt = 0
+    def _ship(self) -> None:
         while True:
+            messages = self._take()
+            final = self._stop.is_set() and not self._arrived
+            if messages or final:
+                self._deliver(Shipment(messages, final=final))
+            self._in_flight = 0
+            self._metrics.queue_depth.set(len(self._arrived))
+            if final:
+                return
+
+    def _deliver(self, shipment: Shipment) -> None:
+        while True:
+            pipe = self._pipe
+            if pipe is None:
+                raise RuntimeError("ingest is not started")
             try:
-                result = self._writer.write(batch)
-                break
-            except SQLAlchemyError:
-                attempt += 1
-                if self._stop.is_set() and attempt >= SHUTDOWN_ATTEMPTS:
-                    logger.exception(
-                        "ingest: shutting down with %d messages unwritten", batch.messages
-                    )
-                    self._metrics.messages_rejected.labels("write_failed").inc(batch.messages)
+                pipe.send(shipment)
+                report: Report = pipe.recv()
+            except (EOFError, OSError):
+                if shipment.final and not shipment.messages:
                     return
-                pause = RETRY_SECONDS[min(attempt, len(RETRY_SECONDS)) - 1]
-                logger.warning(
-                    "ingest: write failed (attempt %d), retrying in %.1fs",
-                    attempt,
-                    pause,
-                    exc_info=True,
+                logger.exception("ingest: the worker died; restarting it and resending")
+                pipe.close()
+                self._start_worker()
+                continue
+            self._record(report)
+            return
+
+    def _record(self, report: Report) -> None:
+        for rejection in report.rejections:
+            self._reject(rejection)
+        for channel, count in report.received.items():
+            self._metrics.messages_received.labels(channel).inc(count)
+        result = report.written
+        if result is None:
+            if report.messages - len(report.rejections):
+                self._metrics.messages_rejected.labels("write_failed").inc(
+                    report.messages - len(report.rejections)
                 )
-                self._stop.wait(pause)
-        if batch.oldest is not None:
-            self._metrics.ingest_lag.observe(self._clock() - batch.oldest)
-        self._metrics.batch_size.observe(batch.messages)
+            return
+        if report.oldest is not None:
+            self._metrics.ingest_lag.observe(self._clock() - report.oldest)
+        self._metrics.batch_size.observe(report.messages - len(report.rejections))
         self._metrics.rows_written.labels("telemetry").inc(result.telemetry_inserted)
         self._metrics.rows_written.labels("events").inc(result.events_inserted)
         # A replay can land in the same batch as its original: the batch folded
         # those copies before the database could refuse them.
         self._metrics.duplicates.labels("telemetry").inc(
-            result.telemetry_duplicates + batch.telemetry_folded
+            result.telemetry_duplicates + report.telemetry_folded
         )
         self._metrics.duplicates.labels("events").inc(
-            result.events_duplicates + batch.events_folded
+            result.events_duplicates + report.events_folded
         )
 
     def _reject(self, rejection: Rejection) -> None:

@@ -19,8 +19,9 @@ with SIGSTOP, the whole backlog is published and acknowledged by the broker
 SIGCONT. A rate is the backlog over the time to drain it, so the publishers'
 speed cannot cap either rate, and their CPU is not in either process.
 CPU-seconds are the consumer process's own (``os.times()``, user + system,
-across all its threads: paho's network thread, the writer, SQLite itself, the
-driver, the loop that waits for the count); PostgreSQL's server processes are
+across all its threads: paho's network thread, the shipper, the loop that
+waits for the count) plus the ingest worker process's (decoding, SQLite
+itself, the driver), read from /proc; PostgreSQL's server processes are
 read separately from /proc, and so is the broker's. The ingest runs with the
 service's defaults (batches of 500 messages, flushed after 0.5 s at most),
 so the last, partial batch can add up to 0.5 s to a drain. PostgreSQL is the
@@ -126,6 +127,8 @@ class Round:
     publish_seconds: float
     consumer_user_seconds: float
     consumer_system_seconds: float
+    worker_cpu_seconds: float
+    """The ingest worker process's user + system time (0 for raw)."""
     broker_cpu_seconds: float | None
     postgres_cpu_seconds: float | None = None
 
@@ -135,7 +138,7 @@ class Round:
 
     @property
     def consumer_cpu_seconds(self) -> float:
-        return self.consumer_user_seconds + self.consumer_system_seconds
+        return self.consumer_user_seconds + self.consumer_system_seconds + self.worker_cpu_seconds
 
     @property
     def windows_per_cpu_second(self) -> float:
@@ -169,7 +172,7 @@ def measure(
             started = time.monotonic()
         finally:
             freeze(process.pid, stop=False)
-        _, ok, finished, user, system, rejected = answer(conn, "done", TIMEOUT + 10)
+        _, ok, finished, user, system, worker, rejected = answer(conn, "done", TIMEOUT + 10)
         broker_after = None if broker_pid is None else cpu_seconds(broker_pid)
         pg_after = postgres.sample() if postgres is not None else {}
     if not ok or rejected:
@@ -182,6 +185,7 @@ def measure(
         publish_seconds=publish_seconds,
         consumer_user_seconds=user,
         consumer_system_seconds=system,
+        worker_cpu_seconds=worker,
         broker_cpu_seconds=(
             None if broker_cpu is None or broker_after is None else broker_after - broker_cpu
         ),

@@ -42,9 +42,7 @@ def routed_batches(messages: list[Message], devices: set[str]) -> list[Batch]:
 
 
 def as_parameters(batch: Batch) -> list[tuple[Any, ...]]:
-    return [
-        tuple(row[c] for c in TELEMETRY_COLUMNS) for row in batch.telemetry.values()
-    ]
+    return [tuple(row[c] for c in TELEMETRY_COLUMNS) for row in batch.telemetry.values()]
 
 
 def time_writer(url: str, batches: list[Batch]) -> float:
