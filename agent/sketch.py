@@ -196,30 +196,22 @@ class DriftSketch:
 
     def _samples(self, seq: int) -> tuple[Sample, ...]:
         """Hard examples (least confident first), then reservoir draws: the order they survive."""
+        drawn: list[tuple[Rows, SampleReason, float | None]] = [
+            (row, SampleReason.LOW_CONFIDENCE, float(confidence))
+            for row, confidence in zip(self._hard_rows, self._hard_confidence, strict=True)
+        ]
+        drawn += [(row, SampleReason.RESERVOIR, None) for row in self._reservoir]
         prefix = f"{self.model}.{self.version}.{seq}"
-        chosen: list[Sample] = []
-        for i, (row, confidence) in enumerate(
-            zip(self._hard_rows, self._hard_confidence, strict=True)
-        ):
-            if _keepable(row):
-                chosen.append(
-                    Sample(
-                        sample_id=f"{prefix}.h{i}",
-                        reason=SampleReason.LOW_CONFIDENCE,
-                        values=tuple(float(v) for v in row.ravel()),
-                        confidence=float(confidence),
-                    )
-                )
-        for i, row in enumerate(self._reservoir):
-            if _keepable(row):
-                chosen.append(
-                    Sample(
-                        sample_id=f"{prefix}.r{i}",
-                        reason=SampleReason.RESERVOIR,
-                        values=tuple(float(v) for v in row.ravel()),
-                    )
-                )
-        return tuple(chosen[:MAX_SAMPLES])
+        return tuple(
+            Sample(
+                sample_id=f"{prefix}.{reason.value[0]}{i}",
+                reason=reason,
+                values=tuple(float(v) for v in row.ravel()),
+                confidence=confidence,
+            )
+            for i, (row, reason, confidence) in enumerate(drawn)
+            if _keepable(row)
+        )[:MAX_SAMPLES]
 
     def _within_budget(self, drift: Drift, now: float) -> Drift | None:
         available = self._budget.available(now)
