@@ -8,15 +8,17 @@ the interpreter a device runs.
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from edgefleet.agent.runtime import ModelRunner, load_runtime
 from edgefleet.server.artifacts import ArtifactStore
-from edgefleet.server.tflite_model import build_manifest
-from edgefleet.shared.manifest import ArtifactSpec, Manifest
+from edgefleet.server.tflite_model import build_manifest, self_test_vectors
+from edgefleet.shared.manifest import ArtifactSpec, Manifest, SelfTest
 from tests.harness.models import TfliteModels
 
 load_runtime()
@@ -43,7 +45,9 @@ def artifact_spec(data: bytes, directory: Path) -> ArtifactSpec:
     return store.artifact_spec(store.put(data).sha256, CHUNK_SIZE)
 
 
-def serve(directory: Path, name: str, data: bytes, *, version: int = 1) -> ServedModel:
+def serve(
+    directory: Path, name: str, data: bytes, *, version: int = 1, self_test: SelfTest | None = None
+) -> ServedModel:
     path = directory / f"{name}.tflite"
     path.write_bytes(data)
     manifest = build_manifest(
@@ -54,6 +58,7 @@ def serve(directory: Path, name: str, data: bytes, *, version: int = 1) -> Serve
         artifact=artifact_spec(data, directory),
         now=NOW,
         validity_days=30,
+        self_test=self_test,
     )
     return ServedModel(path=path, data=data, manifest=manifest)
 
@@ -70,3 +75,22 @@ def int8_model(
     tflite_models: TfliteModels, tmp_path_factory: pytest.TempPathFactory
 ) -> ServedModel:
     return serve(tmp_path_factory.mktemp("int8"), "int8", tflite_models.int8, version=2)
+
+
+def log_model_bytes() -> bytes:
+    """``y = log(x)`` on 4 values: fine on positive inputs, NaN on negative ones."""
+    tf: Any = importlib.import_module("tensorflow")
+
+    log = tf.function(tf.math.log, input_signature=[tf.TensorSpec(shape=(1, 4), dtype=tf.float32)])
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([log.get_concrete_function()], log)
+    data: bytes = converter.convert()
+    return data
+
+
+@pytest.fixture(scope="session")
+def nan_model(tmp_path_factory: pytest.TempPathFactory) -> ServedModel:
+    """A model that gives NaN for about half of all normal inputs: what probation must catch."""
+    data = log_model_bytes()
+    # Positive self-test inputs: a manifest's expected outputs must be finite.
+    self_test = self_test_vectors(data, inputs=[[0.5, 1.0, 2.0, 4.0]])
+    return serve(tmp_path_factory.mktemp("nan"), "log", data, version=3, self_test=self_test)
