@@ -17,7 +17,8 @@ wrong on the device lives here::
     ├── InferenceFailedError     the interpreter failed or gave non-finite outputs
     ├── UpdateStateError         a persisted update state is unreadable, or a transition
     │                            the state machine does not allow (a bug, never acted on)
-    └── TransportError           the broker refused or failed a connection or a publish
+    ├── TransportError           the broker refused or failed a connection or a publish
+    └── LocalApiError            the local inference API cannot listen where configured
 
 Each carries a stable ``reason`` slug for ``failed(reason)`` events and
 counters, like the shared tree.
@@ -81,3 +82,7 @@ class UpdateStateError(AgentError):
 
 class TransportError(AgentError):
     reason = "transport_failed"
+
+
+class LocalApiError(AgentError):
+    reason = "local_api_failed"
