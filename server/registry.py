@@ -24,7 +24,7 @@ from edgefleet.server.profiles import ProfileCatalog
 from edgefleet.server.signing import SigningService
 from edgefleet.shared import schema
 from edgefleet.shared.errors import TopicError
-from edgefleet.shared.manifest import ArtifactSpec, Baseline
+from edgefleet.shared.manifest import ArtifactSpec, Baseline, SelfTest
 from edgefleet.shared.topics import validate_device_id
 
 CHUNK_BYTES = 64 * 1024
@@ -37,6 +37,8 @@ class ArtifactUpload:
     hardware_profile: str
     variant: str
     data: bytes
+    self_test: SelfTest | None = None
+    """Vectors computed on real inputs; default: drawn at random by the manifest builder."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +148,7 @@ def _artifact(
         now=int(now),
         validity_days=MANIFEST_VALIDITY_DAYS,
         baseline=spec.baseline,
+        self_test=upload.self_test,
     )
     envelope = signing.sign_manifest(manifest)
     # Stored only once it is known to be a model devices will accept.

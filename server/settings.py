@@ -66,6 +66,16 @@ class Settings(BaseSettings):
     ingest_batch_size: int = Field(500, ge=1, le=100_000)
     ingest_flush_seconds: float = Field(0.5, gt=0, le=60)
     ingest_queue_size: int = Field(100_000, ge=100)
+
+    training_workers: int = Field(1, ge=0, le=16)
+    """Training jobs run at once, each in its own process; 0 leaves jobs queued here."""
+    training_threads: int = Field(1, ge=1, le=64)
+    """TensorFlow threads per training job."""
+    training_cancel_grace_seconds: float = Field(30.0, gt=0, le=3600)
+    quantization_budget_points: float = Field(1.0, ge=0, le=100)
+    """A quantized variant ships only within this many points of the float model's metric."""
+    upload_max_bytes: int = Field(256 * 1024 * 1024, ge=1024, le=512 * 1024 * 1024)
+    """Largest dataset or Keras model upload."""
     ingest_in_process: bool = False
     """Decode and write ingest on a thread instead of a worker process (one-core boxes)."""
 

@@ -236,3 +236,100 @@ class AuditRecord(Base):
     target_id: Mapped[str] = mapped_column(String(128))
     before: Mapped[dict[str, Any] | None] = mapped_column()
     after: Mapped[dict[str, Any] | None] = mapped_column()
+
+
+class Dataset(Base):
+    """A named dataset; its content lives in immutable, content-hashed versions."""
+
+    __tablename__ = "datasets"
+
+    id: Mapped[int] = mapped_column(Id64, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(NAME), unique=True)
+    description: Mapped[str] = mapped_column(String(500), default="")
+    created_at: Mapped[float] = mapped_column(Float)
+    versions: Mapped[list[DatasetVersion]] = relationship(
+        back_populates="dataset", order_by="DatasetVersion.version"
+    )
+
+
+class DatasetVersion(Base):
+    """One immutable import: the canonical NPZ in the artifact store, named by ``sha256``."""
+
+    __tablename__ = "dataset_versions"
+    __table_args__ = (UniqueConstraint("dataset_id", "version"),)
+
+    id: Mapped[int] = mapped_column(Id64, primary_key=True, autoincrement=True)
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"))
+    version: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    samples: Mapped[int] = mapped_column(BigInteger)
+    sample_schema: Mapped[dict[str, Any]] = mapped_column()
+    """Kind, shape, feature names and label names (``DatasetSchema``)."""
+    split: Mapped[dict[str, Any]] = mapped_column()
+    """Seed and fractions the train/validation/test split follows from, and its counts."""
+    source: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    """How it was imported: format, file name, parser options, the version it extends."""
+    created_at: Mapped[float] = mapped_column(Float)
+    created_by: Mapped[str] = mapped_column(String(NAME))
+    dataset: Mapped[Dataset] = relationship(back_populates="versions")
+
+
+class KerasSource(Base):
+    """An uploaded ``.keras`` model, stored by content hash, waiting to be evaluated."""
+
+    __tablename__ = "keras_sources"
+
+    id: Mapped[int] = mapped_column(Id64, primary_key=True, autoincrement=True)
+    sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    filename: Mapped[str] = mapped_column(String(255))
+    keras_version: Mapped[str] = mapped_column(String(32))
+    input_shape: Mapped[list[Any] | None] = mapped_column()
+    created_at: Mapped[float] = mapped_column(Float)
+    created_by: Mapped[str] = mapped_column(String(NAME))
+
+
+class JobState(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class TrainingJob(Base):
+    """A queued or finished training run; its lineage and per-variant metrics in ``result``."""
+
+    __tablename__ = "training_jobs"
+
+    id: Mapped[int] = mapped_column(Id64, primary_key=True, autoincrement=True)
+    state: Mapped[str] = mapped_column(String(16), index=True, default=JobState.QUEUED)
+    model_name: Mapped[str] = mapped_column(String(NAME))
+    dataset_version_id: Mapped[int] = mapped_column(ForeignKey("dataset_versions.id"))
+    recipe: Mapped[str | None] = mapped_column(String(32))
+    keras_source_id: Mapped[int | None] = mapped_column(ForeignKey("keras_sources.id"))
+    request: Mapped[dict[str, Any]] = mapped_column()
+    """Hyperparameters, search, seeds, split, profiles, budget: everything the run reads."""
+    progress: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    result: Mapped[dict[str, Any] | None] = mapped_column()
+    error: Mapped[str | None] = mapped_column(Text)
+    cancel_requested: Mapped[bool] = mapped_column(default=False)
+    worker_pid: Mapped[int | None] = mapped_column(Integer)
+    model_version: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[float] = mapped_column(Float)
+    created_by: Mapped[str] = mapped_column(String(NAME))
+    started_at: Mapped[float | None] = mapped_column(Float)
+    finished_at: Mapped[float | None] = mapped_column(Float)
+    dataset_version: Mapped[DatasetVersion] = relationship()
+    keras_source: Mapped[KerasSource | None] = relationship()
+
+
+class TrainingJobLog(Base):
+    __tablename__ = "training_job_logs"
+    __table_args__ = (Index("ix_training_job_logs_job_id", "job_id", "id"),)
+
+    id: Mapped[int] = mapped_column(Id64, primary_key=True, autoincrement=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("training_jobs.id", ondelete="CASCADE"))
+    at: Mapped[float] = mapped_column(Float)
+    message: Mapped[str] = mapped_column(Text)
