@@ -9,10 +9,13 @@ the interpreter a device runs.
 from __future__ import annotations
 
 import importlib
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 import pytest
 
 from edgefleet.agent.runtime import ModelRunner, load_runtime
@@ -94,3 +97,26 @@ def nan_model(tmp_path_factory: pytest.TempPathFactory) -> ServedModel:
     # Positive self-test inputs: a manifest's expected outputs must be finite.
     self_test = self_test_vectors(data, inputs=[[0.5, 1.0, 2.0, 4.0]])
     return serve(tmp_path_factory.mktemp("nan"), "log", data, version=3, self_test=self_test)
+
+
+def tensorflow_outputs(data: bytes, inputs: npt.NDArray[Any]) -> npt.NDArray[Any]:
+    """Reference outputs from TensorFlow's interpreter, one sample at a time, quantizing by hand."""
+    tf: Any = importlib.import_module("tensorflow")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # tf.lite.Interpreter's deprecation notice
+        interpreter = tf.lite.Interpreter(model_content=data)
+    interpreter.allocate_tensors()
+    (source,) = interpreter.get_input_details()
+    (sink,) = interpreter.get_output_details()
+    rows = []
+    for row in inputs:
+        value = row[np.newaxis]
+        scale, zero_point = source["quantization"]
+        if scale:
+            value = np.clip(np.round(value / scale) + zero_point, -128, 127)
+        interpreter.set_tensor(source["index"], value.astype(source["dtype"]))
+        interpreter.invoke()
+        out = interpreter.get_tensor(sink["index"]).astype(np.float64)
+        scale, zero_point = sink["quantization"]
+        rows.append((out - zero_point) * scale if scale else out)
+    return np.concatenate(rows)

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import json
 import subprocess
 import sys
 import textwrap
 import threading
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -25,33 +23,10 @@ from edgefleet.agent.errors import (
 )
 from edgefleet.agent.runtime import MAX_INVOKE_BATCH, ModelRunner
 from edgefleet.shared.manifest import SelfTest, SelfTestVector
-from tests.agent.conftest import ServedModel, artifact_spec
+from tests.agent.conftest import ServedModel, artifact_spec, tensorflow_outputs
 from tests.harness.models import TfliteModels
 
 Floats = npt.NDArray[Any]
-
-
-def tensorflow_outputs(data: bytes, inputs: Floats) -> Floats:
-    """Reference outputs from TensorFlow's interpreter, one sample at a time, quantizing by hand."""
-    tf: Any = importlib.import_module("tensorflow")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # tf.lite.Interpreter's deprecation notice
-        interpreter = tf.lite.Interpreter(model_content=data)
-    interpreter.allocate_tensors()
-    (source,) = interpreter.get_input_details()
-    (sink,) = interpreter.get_output_details()
-    rows = []
-    for row in inputs:
-        value = row[np.newaxis]
-        scale, zero_point = source["quantization"]
-        if scale:
-            value = np.clip(np.round(value / scale) + zero_point, -128, 127)
-        interpreter.set_tensor(source["index"], value.astype(source["dtype"]))
-        interpreter.invoke()
-        out = interpreter.get_tensor(sink["index"]).astype(np.float64)
-        scale, zero_point = sink["quantization"]
-        rows.append((out - zero_point) * scale if scale else out)
-    return np.concatenate(rows)
 
 
 @pytest.fixture(scope="module")
