@@ -21,10 +21,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from edgefleet.server import devices, keys
 from edgefleet.server.api import errors as api_errors
 from edgefleet.server.api.routes import audit as audit_routes
+from edgefleet.server.api.routes import datasets as dataset_routes
 from edgefleet.server.api.routes import devices as device_routes
 from edgefleet.server.api.routes import groups as group_routes
 from edgefleet.server.api.routes import models as model_routes
 from edgefleet.server.api.routes import tokens as token_routes
+from edgefleet.server.api.routes import training as training_routes
 from edgefleet.server.artifacts import ArtifactStore
 from edgefleet.server.broker_accounts import BrokerAccounts
 from edgefleet.server.db import migrate
@@ -37,6 +39,7 @@ from edgefleet.server.profiles import ProfileCatalog
 from edgefleet.server.services import Clock, Services
 from edgefleet.server.settings import Profile, Settings
 from edgefleet.server.signing import SigningService
+from edgefleet.server.training import runner
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +74,10 @@ def _signing(settings: Settings, clock: Clock) -> SigningService:
     return SigningService.load(signing_dir)
 
 
-def _transport(settings: Settings, username: str, password: str, role: str) -> MqttTransport:
+def _transport(
+    settings: Settings, username: str, password: str, role: str, *, ingest: bool = False
+) -> MqttTransport:
+    """The ingest connection keeps its session and acknowledges what is written; others don't."""
     tls = (
         None if settings.broker_tls_ca is None else TlsSettings(ca_file=str(settings.broker_tls_ca))
     )
@@ -80,8 +86,12 @@ def _transport(settings: Settings, username: str, password: str, role: str) -> M
         port=settings.broker_port,
         username=username,
         password=password,
-        client_id=f"edgefleet-{role}-{uuid.uuid4().hex[:12]}",
+        client_id=(
+            settings.broker_client_id if ingest else f"edgefleet-{role}-{uuid.uuid4().hex[:12]}"
+        ),
         tls=tls,
+        session_expiry=settings.broker_session_expiry if ingest else 0,
+        manual_ack=ingest,
     )
 
 
@@ -119,14 +129,12 @@ def create_app(settings: Settings, *, clock: Clock = time.time) -> FastAPI:
                 "broker admin",
             )
             stack.callback(admin.stop)
-            server = _started(
-                _transport(
-                    settings,
-                    settings.broker_username,
-                    settings.broker_password.get_secret_value(),
-                    "server",
-                ),
-                "broker ingest",
+            server = _transport(
+                settings,
+                settings.broker_username,
+                settings.broker_password.get_secret_value(),
+                "server",
+                ingest=True,
             )
             stack.callback(server.stop)
             services = Services(
@@ -157,6 +165,9 @@ def create_app(settings: Settings, *, clock: Clock = time.time) -> FastAPI:
             )
             ingest.start()
             stack.callback(ingest.stop)
+            # Connected only once ingest listens: a resumed session delivers what it
+            # queued at once, and a message nobody takes is never acknowledged.
+            _started(server, "broker ingest")
             scheduler = BackgroundScheduler(timezone="UTC")
             scheduler.add_job(
                 _refresh_gauges,
@@ -169,6 +180,10 @@ def create_app(settings: Settings, *, clock: Clock = time.time) -> FastAPI:
             )
             scheduler.start()
             stack.callback(scheduler.shutdown, wait=False)
+            training = runner.from_settings(settings, services.sessions, clock)
+            training.start()
+            stack.callback(training.stop)
+            app.state.training = training
             app.state.services = services
             app.state.runtime = Runtime(
                 admin=admin, server=server, ingest=ingest, scheduler=scheduler
@@ -188,6 +203,9 @@ def create_app(settings: Settings, *, clock: Clock = time.time) -> FastAPI:
         model_routes.router,
         audit_routes.router,
         token_routes.router,
+        dataset_routes.router,
+        training_routes.router,
+        training_routes.compare_router,
     ):
         app.include_router(router, prefix="/api/v1")
 

@@ -49,6 +49,9 @@ class MessageProperties:
     """What arrived with a message besides topic and payload (MQTT v5 properties, retain)."""
 
     retain: bool = False
+    mid: int = 0
+    qos: int = 0
+    """With ``manual_ack``: what :meth:`MqttTransport.ack` needs once the message is safe."""
     correlation_data: bytes | None = None
     response_topic: str | None = None
     user_properties: tuple[tuple[str, str], ...] = ()
@@ -81,10 +84,22 @@ class MqttTransport:
         keepalive: int = 30,
         min_reconnect_delay: int = 1,
         max_reconnect_delay: int = 60,
+        session_expiry: int = 0,
+        manual_ack: bool = False,
     ) -> None:
+        """``session_expiry`` > 0 keeps the session (and QoS 1 messages for it) on the
+        broker that long after a disconnect, under a ``client_id`` that must then be
+        stable; ``manual_ack`` leaves PUBACKs to :meth:`ack`, so a message the handler
+        took but did not secure is redelivered after a crash instead of lost.
+        """
         self._host, self._port, self._keepalive = host, port, keepalive
+        self._session_expiry = session_expiry
+        self._manual_ack = manual_ack
         self._client = mqtt.Client(
-            CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5
+            CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            protocol=mqtt.MQTTv5,
+            manual_ack=manual_ack,
         )
         self._client.username_pw_set(username, password)
         if tls is not None:
@@ -122,7 +137,17 @@ class MqttTransport:
     def start(self) -> None:
         """Connect in the background; retries until :meth:`stop`, refused logins included."""
         self._stopping = False
-        self._client.connect_async(self._host, self._port, self._keepalive, clean_start=True)
+        properties = None
+        if self._session_expiry:
+            properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]  # paho's
+            properties.SessionExpiryInterval = self._session_expiry
+        self._client.connect_async(
+            self._host,
+            self._port,
+            self._keepalive,
+            clean_start=not self._session_expiry,
+            properties=properties,
+        )
         self._client.loop_start()
 
     def stop(self) -> None:
@@ -133,6 +158,11 @@ class MqttTransport:
 
     def wait_connected(self, timeout: float) -> bool:
         return self._connected.wait(timeout)
+
+    def ack(self, mid: int, qos: int) -> None:
+        """Acknowledge a message taken with ``manual_ack`` (safe from any thread)."""
+        if qos > 0 and self._manual_ack:
+            self._client.ack(mid, qos)
 
     def set_message_handler(self, handler: MessageHandler | None) -> None:
         """Route every message (but answers to :meth:`request`) to ``handler``.
@@ -334,17 +364,21 @@ class MqttTransport:
             is_answer = topic in self._response_topics
             waiting = [p for p in self._pending if p.response_topic == topic]
         if is_answer:
+            self.ack(message.mid, message.qos)
             for pending in waiting:
                 if pending.take(payload, properties.correlation_data):
                     return
             return
         handler = self._handler
         if handler is None:
+            # Not acknowledged under manual_ack: the broker delivers it again
+            # to the next session instead of it being dropped here.
             return
         try:
             handler(topic, payload, properties)
         except Exception:
             logger.exception("message handler failed on %s", topic)
+            self.ack(message.mid, message.qos)
 
 
 class _Pending:
@@ -437,6 +471,8 @@ def _message_properties(message: mqtt.MQTTMessage) -> MessageProperties:
     response_topic = getattr(properties, "ResponseTopic", None)
     return MessageProperties(
         retain=bool(message.retain),
+        mid=message.mid,
+        qos=message.qos,
         correlation_data=bytes(correlation) if correlation is not None else None,
         response_topic=response_topic if isinstance(response_topic, str) else None,
         user_properties=tuple(getattr(properties, "UserProperty", None) or ()),

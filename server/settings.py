@@ -9,6 +9,7 @@ interface without TLS in front of it is the operator's call and is logged).
 from __future__ import annotations
 
 import ipaddress
+import socket
 from enum import StrEnum
 from pathlib import Path
 from typing import Self
@@ -53,6 +54,14 @@ class Settings(BaseSettings):
     broker_admin_username: str = "_edgefleet-admin"
     broker_admin_password: SecretStr = SecretStr("")
     broker_tls_ca: Path | None = None
+    broker_client_id: str = Field(
+        default_factory=lambda: f"edgefleet-ingest-{socket.gethostname()}"[:64],
+        min_length=1,
+        max_length=64,
+    )
+    """The ingest connection's MQTT client id: stable across restarts, unique per replica."""
+    broker_session_expiry: int = Field(3600, ge=0, le=7 * 86400)
+    """How long the broker keeps queuing device messages for a stopped server (0: not at all)."""
     device_broker_host: str | None = None
     """Address devices use to reach the broker (written into device bundles)."""
     device_broker_port: int | None = Field(None, ge=1, le=65535)

@@ -10,9 +10,11 @@ in flight at a time: while the worker writes, the next batch fills. Its
 rejections are logged once per device and reason per minute, so one broken
 device cannot flood the log.
 
-Messages are acknowledged to the broker on receipt, so the shipper keeps a
-shipment until its report arrives: a worker that dies is restarted and gets
-the same shipment again (the database ignores rows it already has).
+Messages are acknowledged to the broker only once their shipment is
+reported written (the transport runs with ``manual_ack``): a worker that
+dies is restarted and gets the same shipment again, and messages a crashed
+or stopped server took but never secured are delivered again by the broker
+to its next session. Either way the database ignores rows it already has.
 """
 
 from __future__ import annotations
@@ -41,6 +43,10 @@ POLL_SECONDS = 0.005
 START_TIMEOUT = 60.0
 
 
+_Arrival = tuple[str, bytes, float, int, int]
+"""(topic, payload, arrival time, mid, QoS): what to ship and what to acknowledge after."""
+
+
 class _Worker(Protocol):
     def join(self, timeout: float | None = None) -> None: ...
 
@@ -66,7 +72,7 @@ class IngestService:
         self._flush_seconds = flush_seconds
         self._queue_size = queue_size
         self._in_process = in_process
-        self._arrived: collections.deque[Received] = collections.deque()
+        self._arrived: collections.deque[_Arrival] = collections.deque()
         self._in_flight = 0
         self._stop = threading.Event()
         self._shipper: threading.Thread | None = None
@@ -110,11 +116,12 @@ class IngestService:
             time.sleep(POLL_SECONDS)
         return True
 
-    def _receive(self, topic: str, payload: bytes, _properties: MessageProperties) -> None:
+    def _receive(self, topic: str, payload: bytes, properties: MessageProperties) -> None:
         if len(self._arrived) >= self._queue_size:
             self._reject(Rejection("queue_full", None, "ingest queue is full"))
+            self._transport.ack(properties.mid, properties.qos)
             return
-        self._arrived.append((topic, payload, self._clock()))
+        self._arrived.append((topic, payload, self._clock(), properties.mid, properties.qos))
 
     def _start_worker(self) -> None:
         if self._in_process:
@@ -145,7 +152,7 @@ class IngestService:
             raise RuntimeError("ingest worker did not start")
         self._pipe = ours
 
-    def _take(self) -> list[Received]:
+    def _take(self) -> list[_Arrival]:
         """Wait for the next batch: full, or as old as ``flush_seconds``, or the last one."""
         while not self._arrived:
             if self._stop.is_set():
@@ -164,10 +171,13 @@ class IngestService:
 
     def _ship(self) -> None:
         while True:
-            messages = self._take()
+            taken = self._take()
             final = self._stop.is_set() and not self._arrived
-            if messages or final:
+            if taken or final:
+                messages: list[Received] = [(t, p, r) for t, p, r, _, _ in taken]
                 self._deliver(Shipment(messages, final=final))
+                for _, _, _, mid, qos in taken:
+                    self._transport.ack(mid, qos)
             self._in_flight = 0
             self._metrics.queue_depth.set(len(self._arrived))
             if final:

@@ -204,7 +204,8 @@ def consumer(
     """A ready consumer process; stopped (killed if need be) on exit."""
     context = multiprocessing.get_context("spawn")
     ours, theirs = context.Pipe()
-    process = context.Process(target=consumer_main, args=(spec, theirs), daemon=True)
+    # Not a daemon: the ingest consumer starts its worker process.
+    process = context.Process(target=consumer_main, args=(spec, theirs))
     process.start()
     try:
         answer(ours, "ready", 60)

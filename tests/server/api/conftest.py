@@ -5,8 +5,10 @@ from __future__ import annotations
 import itertools
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -40,21 +42,30 @@ def unique_id(prefix: str = "dev") -> str:
     return f"{prefix}-{next(_numbers)}-{uuid.uuid4().hex[:6]}"
 
 
-@pytest.fixture
-def server(broker: MosquittoBroker, db_url: str, tmp_path: Path) -> Iterator[Server]:
-    settings = Settings(
-        profile=Profile.DEV,
-        data_dir=tmp_path / "data",
-        database_url=db_url,
-        broker_host=broker.host,
-        broker_port=broker.port,
-        broker_username=broker.server_credentials.username,
-        broker_password=SecretStr(broker.server_credentials.password),
-        broker_admin_username=broker.admin_credentials.username,
-        broker_admin_password=SecretStr(broker.admin_credentials.password),
-        profiles_dir=REPO / "firmware_configs",
-        ingest_flush_seconds=0.05,
-    )
+def server_settings(
+    broker: MosquittoBroker, db_url: str, data_dir: Path, **overrides: Any
+) -> Settings:
+    defaults: dict[str, Any] = {
+        "profile": Profile.DEV,
+        "data_dir": data_dir,
+        "database_url": db_url,
+        "broker_host": broker.host,
+        "broker_port": broker.port,
+        "broker_username": broker.server_credentials.username,
+        "broker_password": SecretStr(broker.server_credentials.password),
+        "broker_admin_username": broker.admin_credentials.username,
+        "broker_admin_password": SecretStr(broker.admin_credentials.password),
+        "profiles_dir": REPO / "firmware_configs",
+        "ingest_flush_seconds": 0.05,
+        # Each test's server is a new replica: no session left behind to take a share.
+        "broker_client_id": f"edgefleet-ingest-test-{uuid.uuid4().hex[:12]}",
+        "broker_session_expiry": 0,
+    }
+    return Settings(**(defaults | overrides))
+
+
+@contextmanager
+def running_server(settings: Settings, names: str = "t") -> Iterator[Server]:
     with TestClient(create_app(settings)) as client:
         services: Services = client.app.state.services  # type: ignore[attr-defined]
         assert client.app.state.runtime.server.wait_connected(10)  # type: ignore[attr-defined]
@@ -63,7 +74,7 @@ def server(broker: MosquittoBroker, db_url: str, tmp_path: Path) -> Iterator[Ser
             for role in Role:
                 _, secret = create_token(
                     session=session,
-                    name=f"t-{role.value}",
+                    name=f"{names}-{role.value}",
                     role=role,
                     actor="test-setup",
                     now=services.clock(),
@@ -71,3 +82,9 @@ def server(broker: MosquittoBroker, db_url: str, tmp_path: Path) -> Iterator[Ser
                 tokens[role] = secret
             session.commit()
         yield Server(client=client, services=services, tokens=tokens)
+
+
+@pytest.fixture
+def server(broker: MosquittoBroker, db_url: str, tmp_path: Path) -> Iterator[Server]:
+    with running_server(server_settings(broker, db_url, tmp_path / "data")) as running:
+        yield running
