@@ -154,7 +154,7 @@ def load_keras(data: bytes) -> Any:
         path = Path(folder) / "model.keras"
         path.write_bytes(data)
         try:
-            return keras.saving.load_model(path, compile=False, safe_mode=True)
+            return keras.models.load_model(path, compile=False, safe_mode=True)
         except Exception as err:  # noqa: BLE001 - Keras raises anything from a bad file
             raise _bad(f"Keras cannot load it: {' '.join(str(err).split())[:600]}") from err
 

@@ -135,9 +135,10 @@ def _keys(profiles: tuple[HardwareProfile, ...]) -> list[VariantKey]:
     return keys
 
 
-def _select(
+def select_variants(
     profiles: tuple[HardwareProfile, ...], variants: dict[str, VariantResult]
 ) -> tuple[dict[str, str], dict[str, str]]:
+    """Each profile's first preferred variant that passed the gate, and why the rest got none."""
     selection: dict[str, str] = {}
     unserved: dict[str, str] = {}
     for profile in profiles:
@@ -248,6 +249,8 @@ def _versions() -> dict[str, str]:
 
 
 def run(request: TrainingRequest, samples: Samples, progress: Progress) -> PipelineResult:
+    # Same seed, same data, same code: same weights (kernels that cannot promise it raise).
+    recipes.tensorflow().config.experimental.enable_op_determinism()
     parts = datasets.split(samples, request.split)
     model, judge, lineage = _trained(request, samples, parts, progress)
     test, train = samples.take(parts.test), samples.take(parts.train)
@@ -263,7 +266,7 @@ def run(request: TrainingRequest, samples: Samples, progress: Progress) -> Pipel
         )
         variants[key.name] = result
         progress.log(f"{key.name}: {result.gate.reason}")
-    selection, unserved = _select(request.profiles, variants)
+    selection, unserved = select_variants(request.profiles, variants)
     if not selection:
         raise InvalidInputError(
             "no variant passed the gate for any profile: "

@@ -9,6 +9,9 @@ import pytest
 
 from edgefleet.server.training import baseline, scoring
 from edgefleet.server.training.gate import decide
+from edgefleet.server.training.pipeline import VariantResult, select_variants
+from edgefleet.server.training.quantize import VariantKey
+from edgefleet.shared.profiles import HardwareProfile, Variant
 from edgefleet.shared.sketch import bin_counts, feature_columns
 
 
@@ -88,3 +91,23 @@ def test_anomaly_baseline_bins_the_score_and_wide_inputs_skip_features() -> None
     assert found.features == ()
     assert found.output is not None
     assert found.output.name == "anomaly_score"
+
+
+def test_a_variant_failing_the_gate_is_skipped_for_the_next_preference() -> None:
+    profiles = tuple(
+        HardwareProfile(name=name, description="", variants=variants)
+        for name, variants in (
+            ("rpi4", (Variant.INT8, Variant.DYNAMIC_RANGE, Variant.FLOAT32)),
+            ("sim", (Variant.INT8,)),
+        )
+    )
+    passing = decide(reference=0.9, candidate=0.9, budget_points=1.0)
+    failing = decide(reference=0.9, candidate=0.85, budget_points=1.0)
+    variants = {
+        "int8": VariantResult(VariantKey(Variant.INT8), failing, b"x"),
+        "dynamic_range": VariantResult(VariantKey(Variant.DYNAMIC_RANGE), passing, b"y"),
+        "float32": VariantResult(VariantKey(Variant.FLOAT32), passing, b"z"),
+    }
+    selection, unserved = select_variants(profiles, variants)
+    assert selection == {"rpi4": "dynamic_range"}
+    assert unserved == {"sim": "int8: loses 5.00 points against the float model; budget 1"}
