@@ -10,7 +10,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from edgefleet.agent.sketch import ByteBudget, DriftSketch, confidences
+from edgefleet.agent.sketch import POSITIONS_PER_SAMPLE, ByteBudget, DriftSketch, confidences
 from edgefleet.shared import messages
 from edgefleet.shared.agent_config import DriftSection
 from edgefleet.shared.manifest import (
@@ -258,3 +258,33 @@ def test_a_clock_stepping_back_does_not_refill_the_budget() -> None:
     budget.spend(3600)
     assert budget.available(500.0) == 0.0
     assert budget.available(1010.0) == pytest.approx(10.0)
+
+
+def test_a_channel_pooled_over_many_positions_is_counted_at_a_uniform_draw_of_them(
+    manifest: Manifest,
+) -> None:
+    images = dataclasses.replace(
+        manifest,
+        inputs=(TensorSpec(name="image", dtype=TensorDType.FLOAT32, shape=(1, 48, 48, 1)),),
+        self_test=SelfTest(
+            vectors=(SelfTestVector(input=(0.0,) * 48 * 48, expected=(1.0, 0.0, 0.0)),),
+            tolerance=0.0,
+        ),
+        baseline=Baseline(
+            features=(
+                BaselineBins(name="gray", edges=(0.25, 0.5, 0.75), probabilities=(0.25,) * 4),
+            )
+        ),
+    )
+    # Left half dark, right half bright: only a draw over all positions sees both halves right.
+    pixels = np.zeros((200, 48, 48, 1), np.float32)
+    pixels[:, :, :24] = np.random.default_rng(8).uniform(0.0, 0.5, (200, 48, 24, 1))
+    pixels[:, :, 24:] = np.random.default_rng(9).uniform(0.5, 1.0, (200, 48, 24, 1))
+    drifting = sketch(images)
+    drifting.add(pixels, np.full((200, 3), 1 / 3, np.float32), None)
+    drift = drifting.close(seq=1, now=101.0)
+    assert drift is not None
+    (gray,) = drift.features
+    assert sum(gray.counts) == 200 * POSITIONS_PER_SAMPLE
+    shares = np.array(gray.counts) / sum(gray.counts)
+    np.testing.assert_allclose(shares, 0.25, atol=0.02)
