@@ -148,6 +148,7 @@ class Agent:
         )
         self._next_window = parts.clock.monotonic() + self._window
         self._state_dirty = True
+        self._published_update = self.updater.state
         self._exit: Exit | None = None
         self.rejected = 0
         """Messages from the broker that could not be used (malformed ``desired`` or ``cmd``)."""
@@ -243,6 +244,8 @@ class Agent:
         if self._clock.monotonic() >= self._next_window:
             self._next_window += self._window
             self._guard("report", self._close_windows)
+        if self.updater.state != self._published_update:
+            self._state_dirty = True
         if self._state_dirty and self._parts.transport.connected:
             self._publish_state()
         self._guard("deliver", self._delivery.send)
@@ -391,6 +394,7 @@ class Agent:
         )
         self._publish(Channel.STATE, encode(state))
         self._state_dirty = False
+        self._published_update = self.updater.state
 
     def _publish(self, channel: Channel, payload: bytes) -> int | None:
         """Publish retained (only ``state`` goes out directly; the rest through the outbox)."""

@@ -116,7 +116,8 @@ class Server:
         self.device_id = device_id
         self.recorder = Recorder(client, timeout=WAIT)
         self.recorder.subscribe(*(device_topic(device_id, c) for c in _REPORTS))
-        self._revision = 0
+        self.revision = 0
+        """The last ``desired`` revision published; each deploy publishes the next."""
         self._retained: list[str] = []
 
     def publish_chunks(self, data: bytes, *, skip: frozenset[int] = frozenset()) -> None:
@@ -126,15 +127,15 @@ class Server:
                 self.retain(artifact_topic(sha, index), chunk)
 
     def deploy(self, *deployments: Deployment) -> int:
-        self._revision += 1
+        self.revision += 1
         desired = Desired(
-            revision=self._revision,
+            revision=self.revision,
             issued_at=NOW,
             deployments=deployments,
             signing_keys=FLEET.keys_v1,
         )
         self.retain(device_topic(self.device_id, Channel.DESIRED), encode(desired))
-        return self._revision
+        return self.revision
 
     def install(self, manifest: Manifest, data: bytes, **kw: Any) -> None:
         """Publish chunks and a desired for ``manifest``; wait until the device says healthy."""
