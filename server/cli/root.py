@@ -7,7 +7,17 @@ from typing import Any
 
 import click
 
-from edgefleet.server.cli import audit, broker, devices, groups, keys, local, models
+from edgefleet.server.cli import (
+    audit,
+    broker,
+    datasets,
+    devices,
+    groups,
+    keys,
+    local,
+    models,
+    training,
+)
 from edgefleet.server.cli.errors import CliError
 from edgefleet.server.cli.wiring import Wiring
 from edgefleet.shared import __version__
@@ -65,8 +75,12 @@ for command in (
     groups.groups,
     models.models,
     audit.audit,
+    datasets.datasets,
+    training.train,
+    training.jobs,
 ):
     cli.add_command(command)
+models.models.add_command(training.compare)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
