@@ -211,6 +211,10 @@ class Agent:
         )
         return cls(parts, on_phase=on_phase)
 
+    @property
+    def connected(self) -> bool:
+        return self._parts.transport.connected
+
     # -- running -------------------------------------------------------------------------
 
     def start(self) -> None:
