@@ -11,6 +11,8 @@ from edgefleet.agent.logs import JsonFormatter, configure
 
 def test_each_record_is_one_json_line() -> None:
     stream = io.StringIO()
+    root = logging.getLogger()
+    kept, level = root.handlers[:], root.level
     configure("debug", stream)
     log = logging.getLogger("edgefleet.agent.test")
     try:
@@ -20,7 +22,8 @@ def test_each_record_is_one_json_line() -> None:
         except ValueError:
             log.exception("failed")
     finally:
-        logging.getLogger().handlers.clear()
+        root.handlers[:] = kept  # pytest's own capture handlers
+        root.setLevel(level)
     first, second = (json.loads(line) for line in stream.getvalue().splitlines())
     assert first["msg"] == "installed vibration v3"
     assert (first["level"], first["logger"], first["slot"]) == ("info", "edgefleet.agent.test", "b")
