@@ -31,6 +31,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -50,6 +51,7 @@ MAX_SAMPLES = 256
 POSITIONS_PER_SAMPLE = 32
 
 Rows = npt.NDArray[np.float32]
+Floating = np.floating[Any]
 
 
 def confidences(outputs: npt.NDArray[np.float32]) -> npt.NDArray[np.float64] | None:
@@ -145,14 +147,14 @@ class DriftSketch:
         self._draw(inputs)
         self.count += n
 
-    def _positions(self, columns: npt.NDArray[np.float64], n: int) -> npt.NDArray[np.float64]:
+    def _positions(self, columns: npt.NDArray[Floating], n: int) -> npt.NDArray[Floating]:
         """At most :data:`POSITIONS_PER_SAMPLE` rows of each sample's pooled columns."""
         per_sample = columns.shape[0] // n
         if per_sample <= POSITIONS_PER_SAMPLE:
             return columns
         drawn = self._rng.integers(0, per_sample, size=(n, POSITIONS_PER_SAMPLE))
         drawn += np.arange(n)[:, np.newaxis] * per_sample
-        picked: npt.NDArray[np.float64] = columns[drawn.ravel()]
+        picked: npt.NDArray[Floating] = columns[drawn.ravel()]
         return picked
 
     def _draw(self, inputs: Rows) -> None:

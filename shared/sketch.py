@@ -76,7 +76,7 @@ def probabilities(counts: Sequence[int]) -> tuple[float, ...]:
     return tuple(shares)
 
 
-def feature_columns(inputs: npt.ArrayLike, features: int) -> npt.NDArray[np.float64]:
+def feature_columns(inputs: npt.ArrayLike, features: int) -> npt.NDArray[np.floating[Any]]:
     """Model inputs (leading batch axis) as one column per baseline feature.
 
     The baseline and the agent must agree on which values make up "feature
@@ -84,9 +84,12 @@ def feature_columns(inputs: npt.ArrayLike, features: int) -> npt.NDArray[np.floa
     ``features`` values is tabular: feature ``i`` is its ``i``-th value. Else,
     when the sample's last axis has ``features`` entries, each is a channel
     (a sensor axis over a time window, an image's colour) pooled over every
-    other axis. Any other shape has no agreed reading and is refused.
+    other axis. Any other shape has no agreed reading and is refused. Float
+    inputs keep their precision (a view, no copy): binning converts anyway.
     """
-    array = np.asarray(inputs, dtype=np.float64)
+    array = np.asarray(inputs)
+    if array.dtype.kind != "f":
+        array = array.astype(np.float64)
     if array.ndim < 1 or features < 1:
         raise ValueError("feature_columns needs a batch axis and at least one feature")
     sample = array.shape[1:]

@@ -1,0 +1,420 @@
+"""Agent inference overhead and memory against limits measured in the same run.
+
+    python -m tests.bench.bench_agent [--calls 2000] [--rounds 7]
+
+**Overhead** (goal <= 1.05): per-call time of the agent path,
+``InferenceService.predict`` on one sample at a time with telemetry windows
+and the drift sketch on (a baseline over every feature and the output, the
+default reservoir and hard examples), divided by a bare
+``set_tensor / invoke / get_tensor`` loop on an interpreter made the same way
+(same runtime, one thread, XNNPACK), on the same inputs. The bare loop is
+handed tensors already quantized; quantizing is part of what the agent adds.
+Repetitions alternate between the two paths and the medians are compared.
+Models, each as float32 and full-integer int8: the 4 -> 8 -> 3 test
+classifier (a few microseconds per invoke: the worst case for a per-call
+overhead), a 1-D CNN over a 128 x 3 vibration window and a 2-D CNN over a
+96 x 96 grey image (the kinds of model edge devices run).
+
+**Memory** (goal: agent <= bare interpreter + 2 x model size + 20 MB):
+resident set size of a child process that only loads the interpreter and
+runs the model, against the **real agent process** (``edgefleet-agent
+--config``, as the end-to-end tests run it) connected to a real Mosquitto,
+after it has installed the model through the broker, served 2,000
+predictions over its UNIX socket and sent a few telemetry windows. For
+reference, a child building only the agent's parts without a broker
+(runtime, inference service, telemetry, drift sketch, outbox, local API) is
+measured too. Results go to ``bench-results/agent.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from collections.abc import Callable
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from edgefleet.agent.inference import InferenceService
+from edgefleet.agent.runtime import ModelRunner, load_runtime
+from edgefleet.shared.agent_config import DriftSection
+from edgefleet.shared.manifest import Baseline, BaselineBins, Manifest
+from edgefleet.shared.sketch import (
+    bin_counts,
+    feature_columns,
+    output_values,
+    probabilities,
+    quantile_edges,
+)
+
+RESULTS = Path("bench-results") / "agent.json"
+OVERHEAD_GOAL = 1.05
+POOL = 256
+MEMORY_SLACK = 20 * 2**20
+Floats = npt.NDArray[Any]
+
+
+# -- models --------------------------------------------------------------------------
+
+
+def convert(model: Any, calibration: Floats) -> tuple[bytes, bytes]:
+    """float32 and full-integer int8 (int8 input and output) conversions of a Keras model."""
+    tf: Any = importlib.import_module("tensorflow")
+    float32: bytes = tf.lite.TFLiteConverter.from_keras_model(model).convert()
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = lambda: ([row[np.newaxis]] for row in calibration)
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = tf.int8
+    converter.inference_output_type = tf.int8
+    int8: bytes = converter.convert()
+    return float32, int8
+
+
+def edge_models() -> dict[str, tuple[Any, Floats]]:
+    """Two realistic edge models (Keras) with calibration data shaped like their inputs."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    tf: Any = importlib.import_module("tensorflow")
+    tf.get_logger().setLevel("ERROR")
+    tf.keras.utils.set_random_seed(0)
+    layers = tf.keras.layers
+    rng = np.random.default_rng(1)
+    vibration = tf.keras.Sequential(
+        [
+            tf.keras.Input(shape=(128, 3)),
+            layers.Conv1D(16, 5, activation="relu"),
+            layers.MaxPooling1D(2),
+            layers.Conv1D(32, 5, activation="relu"),
+            layers.GlobalAveragePooling1D(),
+            layers.Dense(16, activation="relu"),
+            layers.Dense(4, activation="softmax"),
+        ]
+    )
+    camera = tf.keras.Sequential(
+        [
+            tf.keras.Input(shape=(96, 96, 1)),
+            *(layers.Conv2D(n, 3, strides=2, activation="relu") for n in (8, 16, 32, 64)),
+            layers.GlobalAveragePooling2D(),
+            layers.Dense(2, activation="softmax"),
+        ]
+    )
+    return {
+        "cnn1d": (vibration, rng.normal(size=(64, 128, 3)).astype(np.float32)),
+        "cnn2d": (camera, rng.uniform(0, 1, size=(32, 96, 96, 1)).astype(np.float32)),
+    }
+
+
+def with_baseline(runner: ModelRunner, data: Floats) -> Manifest:
+    """The manifest plus a baseline over every feature and the output, as a trainer makes it."""
+    manifest = runner.manifest
+    # One feature per value of a tabular sample, one per channel of a window (shared rule).
+    columns = feature_columns(data, runner.input_shape[-1])
+    outputs = output_values(runner.predict(data))
+
+    def bins(name: str, values: Floats) -> BaselineBins:
+        edges = quantile_edges(values, 10)
+        return BaselineBins(name, edges, probabilities(bin_counts(values, edges)))
+
+    features = tuple(bins(f"f{i}", columns[:, i]) for i in range(columns.shape[1]))
+    return dataclasses.replace(
+        manifest, baseline=Baseline(features=features, output=bins("class", outputs))
+    )
+
+
+# -- overhead ------------------------------------------------------------------------
+
+
+def quantized(manifest: Manifest, inputs: Floats) -> list[Floats]:
+    """The bare loop's tensors, prepared before the clock starts."""
+    spec = manifest.inputs[0]
+    dtype = np.dtype(spec.dtype.value)
+    raw = inputs.astype(np.float64)
+    if spec.quantization is not None:
+        raw = np.rint(raw / spec.quantization.scale) + spec.quantization.zero_point
+        raw = np.clip(raw, np.iinfo(dtype).min, np.iinfo(dtype).max)
+    return [row[np.newaxis].astype(dtype) for row in raw]
+
+
+def overhead(
+    name: str, path: Path, manifest: Manifest, inputs: Floats, *, rounds: int
+) -> dict[str, Any]:
+    runtime = load_runtime()
+    interpreter = runtime.create(path.read_bytes(), threads=1, xnnpack=True)
+    interpreter.allocate_tensors()
+    source = interpreter.get_input_details()[0]["index"]
+    sink = interpreter.get_output_details()[0]["index"]
+    tensors = quantized(manifest, inputs)
+
+    def bare() -> None:
+        for tensor in tensors:
+            interpreter.set_tensor(source, tensor)
+            interpreter.invoke()
+            interpreter.get_tensor(sink)
+
+    runner = ModelRunner.load(path, manifest, threads=1, xnnpack=True)
+    service = InferenceService(drift=DriftSection(), rng=np.random.default_rng(0))
+    service.activate(runner)
+
+    def agent() -> None:
+        for sample in inputs:
+            service.predict(sample)
+
+    times: dict[str, list[float]] = {"bare": [], "agent": []}
+    paths: dict[str, Callable[[], None]] = {"bare": bare, "agent": agent}
+    bare()
+    agent()
+    for round_number in range(rounds):
+        order = ("bare", "agent") if round_number % 2 == 0 else ("agent", "bare")
+        for which in order:
+            started = time.perf_counter()
+            paths[which]()
+            times[which].append((time.perf_counter() - started) / len(inputs))
+    service.close()
+    bare_s = statistics.median(times["bare"])
+    agent_s = statistics.median(times["agent"])
+    ratio = agent_s / bare_s
+    print(f"{name:<18} bare {bare_s * 1e6:8.1f} us  agent {agent_s * 1e6:8.1f} us  x{ratio:.3f}")
+    return {
+        "model": name,
+        "model_bytes": manifest.artifact.size,
+        "runtime": runner.runtime,
+        "calls_per_round": len(inputs),
+        "bare_us_per_call": bare_s * 1e6,
+        "agent_us_per_call": agent_s * 1e6,
+        "overhead_us_per_call": (agent_s - bare_s) * 1e6,
+        "ratio": ratio,
+        "meets_goal": ratio <= OVERHEAD_GOAL,
+        "rounds_us": {k: [t * 1e6 for t in v] for k, v in times.items()},
+    }
+
+
+# -- memory --------------------------------------------------------------------------
+
+BARE_CHILD = textwrap.dedent(
+    """
+    import sys
+    import numpy as np
+    from edgefleet.agent.runtime import load_runtime
+    interpreter = load_runtime().create(open(sys.argv[1], "rb").read(), threads=1, xnnpack=True)
+    interpreter.allocate_tensors()
+    detail = interpreter.get_input_details()[0]
+    sample = np.zeros(detail["shape"], detail["dtype"])
+    for _ in range(2000):
+        interpreter.set_tensor(detail["index"], sample)
+        interpreter.invoke()
+        interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+    print(open("/proc/self/status").read())
+    """
+)
+
+PARTS_CHILD = textwrap.dedent(
+    """
+    import json, sys, threading
+    from pathlib import Path
+    import numpy as np
+    from edgefleet.agent.inference import InferenceService
+    from edgefleet.agent.local_api import LocalApi
+    from edgefleet.agent.outbox import Outbox
+    from edgefleet.agent.runtime import ModelRunner
+    from edgefleet.agent.telemetry import SystemMonitor
+    from edgefleet.shared import messages
+    from edgefleet.shared.agent_config import InferenceSection
+    from edgefleet.shared.manifest import Manifest
+
+    model, manifest_file, workdir = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
+    manifest = Manifest.from_signed(json.loads(manifest_file.read_text()))
+    service = InferenceService(rng=np.random.default_rng(0))
+    service.activate(ModelRunner.load(model, manifest, threads=1, xnnpack=True))
+    api = LocalApi(service, InferenceSection(unix_socket=str(workdir / "api.sock")))
+    api.start()
+    outbox = Outbox.open(workdir / "outbox.db", max_bytes=64 * 2**20)
+    monitor = SystemMonitor()
+    inputs = np.random.default_rng(0).uniform(-1, 1, (2000, *service.active.runner.input_shape))
+    for sample in inputs:
+        service.predict(sample)
+    seq = lambda channel: (lambda: outbox.next_seq(channel))
+    windows = service.close_telemetry(now=1e9, system=monitor.read(), next_seq=seq("telemetry"))
+    report = messages.Telemetry(sent_at=1e9, windows=tuple(windows))
+    outbox.put("telemetry", messages.encode(report))
+    for drift in service.close_drift(now=1e9, next_seq=seq("drift")):
+        outbox.put("drift", messages.encode(drift))
+    print(open("/proc/self/status").read())
+    api.stop()
+    """
+)
+
+
+def status_field(status: str, name: str, unit: int = 1024) -> int:
+    """A field of ``/proc/<pid>/status``; sizes there are in kB."""
+    for line in status.splitlines():
+        if line.startswith(f"{name}:"):
+            return int(line.split()[1]) * unit
+    raise ValueError(f"{name} not in /proc status")
+
+
+def child_status(code: str, *args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-c", code, *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
+    return done.stdout
+
+
+def agent_process_status(model: bytes, manifest: Manifest, predictions: int) -> str:
+    """The real agent: installs ``model`` through a real broker, serves, reports; its status."""
+    from tests.agent.e2e.harness import AgentProcess, Server, agent_config, short_dir, write_config
+    from tests.harness.broker import MosquittoBroker
+
+    with MosquittoBroker() as broker, short_dir() as directory:
+        credentials = broker.add_device("bench-agent")
+        config = agent_config(broker, credentials, directory / "data", directory / "api.sock")
+        path = write_config(config, directory / "agent.toml")
+        server = Server(broker, broker.client(broker.server_credentials), credentials.username)
+        agent = AgentProcess(path, directory / "api.sock").start()
+        try:
+            agent.wait_api()
+            server.install(manifest, model)
+            inputs = np.random.default_rng(0).uniform(-1, 1, (predictions, 4))
+            for row in inputs:
+                status, body = agent.predict(row.tolist())
+                if status != 200:
+                    raise RuntimeError(f"agent answered {status}: {body}")
+            deadline = time.monotonic() + 30
+            while len(server.telemetry()) < 3 and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert agent.process is not None
+            return Path(f"/proc/{agent.process.pid}/status").read_text()
+        finally:
+            agent.stop()
+            server.clear()
+
+
+def memory(model: bytes, manifest: Manifest, model_path: Path, workdir: Path) -> dict[str, Any]:
+    manifest_file = workdir / "manifest.json"
+    manifest_file.write_text(json.dumps(manifest.to_signed()))
+    bare = child_status(BARE_CHILD, str(model_path))
+    parts = child_status(PARTS_CHILD, str(model_path), str(manifest_file), str(workdir))
+    agent = agent_process_status(model, manifest, predictions=2000)
+    bare_rss = status_field(bare, "VmRSS")
+    limit = bare_rss + 2 * len(model) + MEMORY_SLACK
+    agent_rss = status_field(agent, "VmRSS")
+    result = {
+        "model_bytes": len(model),
+        "bare_interpreter_rss_bytes": bare_rss,
+        "limit_bytes": limit,
+        "agent_process_rss_bytes": agent_rss,
+        "agent_process_peak_rss_bytes": status_field(agent, "VmHWM"),
+        "agent_process_threads": status_field(agent, "Threads", unit=1),
+        "agent_parts_only_rss_bytes": status_field(parts, "VmRSS"),
+        "agent_over_bare_bytes": agent_rss - bare_rss,
+        "meets_goal": agent_rss <= limit,
+    }
+    mib = 2**20
+    print(
+        f"RSS: bare {bare_rss / mib:.1f} MiB, agent process {agent_rss / mib:.1f} MiB "
+        f"(parts only {result['agent_parts_only_rss_bytes'] / mib:.1f} MiB), "
+        f"limit {limit / mib:.1f} MiB"
+    )
+    return result
+
+
+# -- run -----------------------------------------------------------------------------
+
+
+def environment() -> dict[str, Any]:
+    return {
+        "cpus": os.cpu_count(),
+        "load_average_at_start": list(os.getloadavg()),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "runtime": load_runtime().name,
+        "tflite_runtime": _version("tflite-runtime"),
+        "ai_edge_litert": _version("ai-edge-litert"),
+        "numpy": np.__version__,
+    }
+
+
+def _version(distribution: str) -> str | None:
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def run(calls: int, rounds: int) -> dict[str, Any]:
+    load_runtime()  # before TensorFlow, which would shadow tflite-runtime (see runtime.py)
+    from tests.agent.signed_models import manifest_for
+    from tests.harness.models import build_tflite_models
+
+    env = environment()
+    classifier = build_tflite_models()
+    cases = [
+        ("classifier-float32", classifier.float32, classifier.representative),
+        ("classifier-int8", classifier.int8, classifier.representative),
+    ]
+    for name, (model, calibration) in edge_models().items():
+        float32, int8 = convert(model, calibration)
+        cases += [(f"{name}-float32", float32, calibration), (f"{name}-int8", int8, calibration)]
+    rng = np.random.default_rng(7)
+    results = []
+    with tempfile.TemporaryDirectory(prefix="ef-bench-") as scratch:
+        workdir = Path(scratch)
+        for name, data, calibration in cases:
+            path = workdir / f"{name}.tflite"
+            path.write_bytes(data)
+            plain = manifest_for(data, 1)
+            manifest = with_baseline(
+                ModelRunner.load(path, plain, threads=1, xnnpack=True), calibration
+            )
+            # A pool of distinct inputs, cycled: big inputs times many calls would not fit.
+            pool = rng.uniform(-1, 1, (POOL, *calibration.shape[1:])).astype(np.float32)
+            inputs = pool[np.arange(calls) % POOL]
+            results.append(overhead(name, path, manifest, inputs, rounds=rounds))
+        classifier_path = workdir / "classifier-float32.tflite"
+        used = memory(
+            classifier.float32, manifest_for(classifier.float32, 1), classifier_path, workdir
+        )
+    return {
+        "goals": {
+            "overhead_ratio_max": OVERHEAD_GOAL,
+            "rss_max": "bare interpreter RSS + 2 x model bytes + 20 MiB",
+        },
+        "parameters": {"calls_per_round": calls, "rounds": rounds},
+        "environment": env,
+        "overhead": results,
+        "memory": used,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--calls", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--output", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    results = run(args.calls, args.rounds)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"written to {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
