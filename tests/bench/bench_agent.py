@@ -50,8 +50,11 @@ import numpy.typing as npt
 
 from edgefleet.agent.inference import InferenceService
 from edgefleet.agent.runtime import ModelRunner, load_runtime
+from edgefleet.server.training import quantize
+from edgefleet.server.training.quantize import VariantKey
 from edgefleet.shared.agent_config import DriftSection
 from edgefleet.shared.manifest import Baseline, BaselineBins, Manifest
+from edgefleet.shared.profiles import Variant
 from edgefleet.shared.sketch import (
     bin_counts,
     feature_columns,
@@ -71,17 +74,11 @@ Floats = npt.NDArray[Any]
 
 
 def convert(model: Any, calibration: Floats) -> tuple[bytes, bytes]:
-    """float32 and full-integer int8 (int8 input and output) conversions of a Keras model."""
-    tf: Any = importlib.import_module("tensorflow")
-    float32: bytes = tf.lite.TFLiteConverter.from_keras_model(model).convert()
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = lambda: ([row[np.newaxis]] for row in calibration)
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    converter.inference_input_type = tf.int8
-    converter.inference_output_type = tf.int8
-    int8: bytes = converter.convert()
-    return float32, int8
+    """float32 and int8 with int8 I/O, by the training pipeline's own converter."""
+    return (
+        quantize.convert(model, VariantKey(Variant.FLOAT32), representative=calibration),
+        quantize.convert(model, VariantKey(Variant.INT8, int8_io=True), representative=calibration),
+    )
 
 
 def edge_models() -> dict[str, tuple[Any, Floats]]:
