@@ -133,3 +133,29 @@ def test_malformed_and_unsupported_commands_are_reported_and_survived(
     wait_until(lambda: len(device.server.states()) > states, "a fresh state after a ping")
     assert device.agent.model_version() == 1
     assert device.agent.terminate() == 0
+
+
+def test_restart_command_restarts_the_agent_in_place(
+    make_device: DeviceMaker, tflite_models: TfliteModels
+) -> None:
+    device = make_device()
+    device.agent.start().wait_api()
+    device.server.install(manifest_for(tflite_models.float32, 1), tflite_models.float32)
+    assert device.agent.process is not None
+    pid = device.agent.process.pid
+    started = sum('"msg": "agent ' in line and "started" in line for line in device.agent.lines)
+    device.server.command(
+        encode(Command(command_id="r-1", kind=CommandKind.RESTART_AGENT, issued_at=NOW))
+    )
+    wait_until(
+        lambda: (
+            sum('"msg": "agent ' in line and "started" in line for line in device.agent.lines)
+            > started
+        ),
+        "the agent started again",
+    )
+    assert device.agent.process.pid == pid  # exec'd in place: systemd sees the same service
+    assert device.agent.process.poll() is None
+    device.agent.wait_api()
+    assert device.agent.model_version() == 1
+    assert device.agent.terminate() == 0

@@ -486,3 +486,23 @@ def test_a_crash_in_each_phase_boots_one_verified_model(
         running.updater.tick()
         assert running.kinds()[-2:] == [EventKind.INSTALLED, EventKind.HEALTHY]
     assert running.serving() == final
+
+
+def test_a_first_model_that_fails_probation_leaves_nothing_served_after_a_restart(
+    tmp_path: Path,
+) -> None:
+    device = Device(tmp_path / "data", UpdateSection(probation_seconds=600.0))
+    data, bad = nan_model()
+    device.install(1, bad, data)
+    assert device.serving() == 5
+    for row in np.random.default_rng(2).uniform(-1, 0, (5, 4)):
+        with pytest.raises(InferenceFailedError):
+            device.service.predict(row)
+    device.updater.tick()
+    assert device.events[-1].kind is EventKind.ROLLED_BACK
+    assert device.storage.pointer() is None
+    # The service cannot unload a model: the agent must restart to stop serving it.
+    assert device.updater.needs_restart
+    device.restart()
+    assert device.serving() is None
+    assert not device.updater.needs_restart
