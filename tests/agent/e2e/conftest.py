@@ -15,8 +15,10 @@ from tests.agent.e2e.harness import (
     short_dir,
     write_config,
 )
+from tests.agent.signed_models import manifest_for
 from tests.conftest import ClientFactory, DeviceFactory
 from tests.harness.broker import MosquittoBroker
+from tests.harness.models import TfliteModels
 
 DeviceMaker = Callable[..., Device]
 
@@ -61,3 +63,16 @@ def make_device(
         for device in made:
             device.agent.stop()
             device.server.clear()
+
+
+@pytest.fixture
+def make_serving(make_device: DeviceMaker, tflite_models: TfliteModels) -> DeviceMaker:
+    """``make_serving(**config_overrides)``: a device whose agent runs and serves v1 (float32)."""
+
+    def make(**kw: object) -> Device:
+        device = make_device(**kw)
+        device.agent.start().wait_api()
+        device.server.install(manifest_for(tflite_models.float32, 1), tflite_models.float32)
+        return device
+
+    return make

@@ -22,11 +22,9 @@ pytestmark = pytest.mark.slow
 
 
 def test_a_corrupt_model_file_falls_back_to_the_other_slot_then_to_nothing(
-    make_device: DeviceMaker, tflite_models: TfliteModels
+    make_serving: DeviceMaker, tflite_models: TfliteModels
 ) -> None:
-    device = make_device()
-    device.agent.start().wait_api()
-    device.server.install(manifest_for(tflite_models.float32, 1), tflite_models.float32)
+    device = make_serving()
     device.server.install(manifest_for(tflite_models.int8, 2), tflite_models.int8)
     assert device.agent.terminate() == 0
 
@@ -89,12 +87,10 @@ def test_a_full_disk_fails_the_update_and_keeps_the_model(
 
 
 def test_a_missing_chunk_times_out_the_download(
-    make_device: DeviceMaker, tflite_models: TfliteModels
+    make_serving: DeviceMaker, tflite_models: TfliteModels
 ) -> None:
     update = dataclasses.replace(FAST_UPDATES, download_timeout_seconds=3.0)
-    device = make_device(update=update)
-    device.agent.start().wait_api()
-    device.server.install(manifest_for(tflite_models.float32, 1), tflite_models.float32)
+    device = make_serving(update=update)
     manifest = manifest_for(tflite_models.int8, 2)
     device.server.publish_chunks(tflite_models.int8, skip=frozenset({1}))
     device.server.deploy(Deployment("vibration", FLEET.sign(manifest)))
@@ -109,11 +105,9 @@ def test_a_missing_chunk_times_out_the_download(
 
 
 def test_malformed_and_unsupported_commands_are_reported_and_survived(
-    make_device: DeviceMaker, tflite_models: TfliteModels
+    make_serving: DeviceMaker, tflite_models: TfliteModels
 ) -> None:
-    device = make_device()
-    device.agent.start().wait_api()
-    device.server.install(manifest_for(tflite_models.float32, 1), tflite_models.float32)
+    device = make_serving()
     device.server.command(b"\xff\xfe not a command")
     device.server.command(
         encode(Command(command_id="c-7", kind=CommandKind.CONFIG_PUSH, issued_at=NOW))
@@ -136,11 +130,9 @@ def test_malformed_and_unsupported_commands_are_reported_and_survived(
 
 
 def test_restart_command_restarts_the_agent_in_place(
-    make_device: DeviceMaker, tflite_models: TfliteModels
+    make_serving: DeviceMaker, tflite_models: TfliteModels
 ) -> None:
-    device = make_device()
-    device.agent.start().wait_api()
-    device.server.install(manifest_for(tflite_models.float32, 1), tflite_models.float32)
+    device = make_serving()
     assert device.agent.process is not None
     pid = device.agent.process.pid
     started = sum('"msg": "agent ' in line and "started" in line for line in device.agent.lines)

@@ -10,18 +10,16 @@ import pytest
 from edgefleet.shared.messages import Deployment, EventKind
 from tests.agent.e2e.conftest import DeviceMaker
 from tests.agent.e2e.harness import FAST_UPDATES, FLEET, wait_until, write_config
-from tests.agent.signed_models import manifest_for, nan_model
+from tests.agent.signed_models import nan_model
 from tests.harness.models import TfliteModels
 
 pytestmark = pytest.mark.slow
 
 
 def test_nan_outputs_on_live_inputs_roll_the_model_back(
-    make_device: DeviceMaker, tflite_models: TfliteModels
+    make_serving: DeviceMaker, tflite_models: TfliteModels
 ) -> None:
-    device = make_device()
-    device.agent.start().wait_api()
-    device.server.install(manifest_for(tflite_models.float32, 1), tflite_models.float32)
+    device = make_serving()
     assert device.agent.terminate() == 0
     # From now on the operator wants a long, watchful probation.
     strict = dataclasses.replace(FAST_UPDATES, probation_seconds=300.0, probation_min_inferences=20)

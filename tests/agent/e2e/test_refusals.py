@@ -101,14 +101,11 @@ def test_refusals(
 
 
 def test_a_desired_without_signatures_is_rejected_unread(
-    make_device: DeviceMaker, tflite_models: TfliteModels
+    make_serving: DeviceMaker, tflite_models: TfliteModels
 ) -> None:
     """A manifest with no signature at all does not even parse: logged and counted, no crash."""
-    device = make_device()
-    v1 = manifest_for(tflite_models.float32, 1)
-    device.agent.start().wait_api()
-    device.server.install(v1, tflite_models.float32)
-    envelope = FLEET.sign(v1)
+    device = make_serving()
+    envelope = FLEET.sign(manifest_for(tflite_models.int8, 2))
     unsigned = (
         b'{"deployments":[{"manifest":{"signatures":[],"signed":'
         + envelope.payload

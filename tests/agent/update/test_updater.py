@@ -126,6 +126,13 @@ class Device:
         self.feed(data)
         self.updater.tick()
 
+    def assert_failed(self, slug: str, *, serving: int = 1) -> None:
+        """The update failed for ``slug``, left nothing in slot B, and ``serving`` still serves."""
+        assert self.events[-1].kind is EventKind.FAILED
+        assert (self.events[-1].reason or "").startswith(f"{slug}: "), self.events[-1].reason
+        assert self.storage.record(Slot.B) is None
+        assert self.serving() == serving
+
     def phase(self) -> UpdatePhase:
         return self.updater.state.phase
 
@@ -288,11 +295,8 @@ def test_chunk_beyond_the_declared_size_fails_the_update(
     running.updater.on_desired(desired(FLEET, 2, deployment(FLEET, manifest)))
     last = manifest.artifact.chunk_count - 1
     running.updater.on_chunk(manifest.artifact.sha256, last, chunks(data)[last] + b"extra")
-    assert running.events[-1].kind is EventKind.FAILED
-    assert (running.events[-1].reason or "").startswith("artifact_too_large: ")
+    running.assert_failed("artifact_too_large")
     assert running.subs.active == set()
-    assert running.storage.record(Slot.B) is None
-    assert running.serving() == 1
 
 
 def test_bytes_that_do_not_hash_to_the_manifest_fail_verification(
@@ -301,10 +305,7 @@ def test_bytes_that_do_not_hash_to_the_manifest_fail_verification(
     data, manifest = int8
     running.updater.on_desired(desired(FLEET, 2, deployment(FLEET, manifest)))
     running.feed(data[:-1] + bytes([data[-1] ^ 1]), sha=manifest.artifact.sha256)
-    assert running.events[-1].kind is EventKind.FAILED
-    assert (running.events[-1].reason or "").startswith("sha256_mismatch: ")
-    assert running.storage.record(Slot.B) is None
-    assert running.serving() == 1
+    running.assert_failed("sha256_mismatch")
 
 
 def test_missing_chunks_are_asked_for_again_then_the_download_times_out(
@@ -320,11 +321,9 @@ def test_missing_chunks_are_asked_for_again_then_the_download_times_out(
     assert {artifact_topic(sha, i) for i in range(1, count)} <= running.subs.active
     running.clock.elapsed += 60
     running.updater.tick()
-    assert running.events[-1].kind is EventKind.FAILED
-    assert (running.events[-1].reason or "").startswith("download_timeout: ")
+    running.assert_failed("download_timeout")
     assert running.subs.active == set()
     assert running.phase() is UpdatePhase.FAILED
-    assert running.serving() == 1
 
 
 def test_a_model_that_misses_its_self_test_is_discarded(
@@ -337,10 +336,7 @@ def test_a_model_that_misses_its_self_test_is_discarded(
         tolerance=manifest.self_test.tolerance,
     )
     running.install(2, dataclasses.replace(manifest, self_test=wrong), data)
-    assert running.events[-1].kind is EventKind.FAILED
-    assert (running.events[-1].reason or "").startswith("self_test_failed: ")
-    assert running.storage.record(Slot.B) is None
-    assert running.serving() == 1
+    running.assert_failed("self_test_failed")
     assert running.storage.read_antirollback().accepted["vibration"].version == 1
 
 
