@@ -30,10 +30,11 @@ import numpy as np
 import numpy.typing as npt
 
 from edgefleet.agent.errors import InferenceFailedError, InferenceInputError, NoModelError
-from edgefleet.agent.runtime import ModelRunner, RealArray
+from edgefleet.agent.runtime import ModelRunner
 from edgefleet.agent.shadow import NO_SHADOW, ShadowReport, ShadowRunner
 from edgefleet.agent.sketch import ByteBudget, DriftSketch, confidences
 from edgefleet.agent.telemetry import LatencyHistogram, SystemStats, TelemetryWindowAccumulator
+from edgefleet.agent.tensors import RealArray
 from edgefleet.shared.agent_config import DriftSection
 from edgefleet.shared.messages import Drift, Histogram, Slot, TelemetryWindow
 

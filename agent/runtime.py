@@ -9,10 +9,8 @@ TensorFlow is imported, tflite-runtime 2.14 fails on every model
 both work. So in a process that already holds TensorFlow (a simulator or a
 test beside the server) its interpreter is used instead.
 
-Callers of :meth:`ModelRunner.predict` deal in real values only: inputs of
-a quantized tensor are quantized here with the manifest's scale and zero point
-(rounded half to even and clipped, the rule the server used to record the
-self-test vectors) and quantized outputs are dequantized.
+Callers of :meth:`ModelRunner.predict` deal in real values only; the
+conversion to and from quantized tensors is :mod:`edgefleet.agent.tensors`.
 
 Batches resize the input tensor instead of invoking once per sample: on the
 4 -> 8 -> 3 test classifier a batch of 256 takes about 12 us in one invoke
@@ -47,7 +45,8 @@ from edgefleet.agent.errors import (
     RuntimeUnavailableError,
     SelfTestError,
 )
-from edgefleet.shared.manifest import Manifest, Quantization, TensorSpec
+from edgefleet.agent.tensors import RealArray, TensorCodec, all_finite
+from edgefleet.shared.manifest import Manifest, TensorSpec
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +60,6 @@ written as their shortest decimal, so a few float32 ulps are notation, not
 model behaviour."""
 
 _REAL_KINDS = frozenset("iuf")
-
-RealArray = npt.NDArray[np.float32]
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,66 +115,6 @@ def load_runtime() -> InterpreterRuntime:
     )
 
 
-class _TensorCodec:
-    """Real values to a tensor's own dtype and back, per the manifest's quantization.
-
-    Both directions run on every call, so the work is cut to a few in-place
-    ufuncs, and an 8-bit output is dequantized by a 256-entry table (exact in
-    float64, then rounded once to float32, as the server wrote the self-test).
-    """
-
-    def __init__(self, spec: TensorSpec) -> None:
-        self.dtype = np.dtype(spec.dtype.value)  # the enum's values are numpy's names
-        self.passthrough = self.dtype == np.float32
-        self.is_float = self.dtype.kind == "f"
-        quantization = spec.quantization or Quantization(scale=1.0, zero_point=0)
-        self.scale = quantization.scale
-        self.zero_point = quantization.zero_point
-        self.scaled = spec.quantization is not None
-        self._table: RealArray | None = None
-        if not self.is_float:
-            info = np.iinfo(self.dtype.name)
-            # float32 holds every 8- and 16-bit step exactly and halves the memory traffic;
-            # numpy scalars, not Python numbers, because a ufunc takes them without converting.
-            work = np.float32 if self.dtype.itemsize <= 2 else np.float64
-            self._work = np.dtype(work)
-            self._bounds = (work(info.min), work(info.max))
-            self._steps = (work(self.scale), work(self.zero_point))
-        if self.dtype.itemsize == 1:
-            codes = np.arange(256, dtype=np.uint8).view(self.dtype).astype(np.float64)
-            self._table = ((codes - self.zero_point) * self.scale).astype(np.float32)
-
-    def encode(self, real: RealArray) -> npt.NDArray[Any]:
-        if self.passthrough:
-            return real
-        if self.is_float:
-            with np.errstate(over="ignore"):
-                narrowed = real.astype(self.dtype)
-            if not all_finite(narrowed):
-                raise InferenceInputError(f"inputs overflow the model's {self.dtype.name} tensor")
-            return narrowed
-        scale, zero_point = self._steps
-        low, high = self._bounds
-        steps = np.divide(real, scale, dtype=self._work)
-        np.rint(steps, out=steps)  # before the zero point: half-to-even rounding needs it there
-        steps += zero_point
-        np.maximum(steps, low, out=steps)  # np.clip is several times slower than these two
-        np.minimum(steps, high, out=steps)
-        return steps.astype(self.dtype)
-
-    def decode(self, raw: npt.NDArray[Any]) -> RealArray:
-        if self.passthrough:
-            return raw
-        if self._table is not None:
-            real: RealArray = self._table[raw.view(np.uint8)]
-            return real
-        real = raw.astype(np.float32)
-        if self.scaled:
-            real -= np.float32(self.zero_point)
-            real *= np.float32(self.scale)
-        return real
-
-
 class ModelRunner:
     """One model in one interpreter; thread-safe, real values in and out."""
 
@@ -196,8 +133,8 @@ class ModelRunner:
         self._batch_ndim = len(self.input_shape) + 1
         self._input_index = int(interpreter.get_input_details()[0]["index"])
         self._output_index = int(interpreter.get_output_details()[0]["index"])
-        self._input = _TensorCodec(input_spec)
-        self._output = _TensorCodec(output_spec)
+        self._input = TensorCodec(input_spec)
+        self._output = TensorCodec(output_spec)
         self._batch = 1
 
     @classmethod
@@ -327,18 +264,6 @@ class ModelRunner:
             self._interpreter.resize_tensor_input(self._input_index, [batch, *self.input_shape])
             self._interpreter.allocate_tensors()
             self._batch = batch
-
-
-def all_finite(array: npt.NDArray[Any]) -> bool:
-    """No NaN or infinity in ``array``.
-
-    Small arrays: one float64 sum is finite exactly then (float32 values cannot
-    overflow it), and one reduction costs less than ``isfinite().all()``'s two.
-    Past a few hundred values the two vectorized passes win.
-    """
-    if array.size > 256:
-        return bool(np.isfinite(array).all())
-    return math.isfinite(np.add.reduce(array, axis=None, dtype=np.float64))
 
 
 def _read_verified(path: Path, manifest: Manifest) -> bytes:
