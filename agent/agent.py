@@ -20,35 +20,19 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from enum import StrEnum
 from functools import partial
-from pathlib import Path
-from typing import Protocol
 
 from edgefleet.agent.backoff import Backoff
 from edgefleet.agent.commands import Accepted, CommandDesk, Ignored, Order, Rejected
 from edgefleet.agent.delivery import Delivery
 from edgefleet.agent.errors import AgentError
 from edgefleet.agent.inference import InferenceService
-from edgefleet.agent.outbox import Outbox
-from edgefleet.agent.runtime import ModelRunner
-from edgefleet.agent.storage import Storage
-from edgefleet.agent.telemetry import SystemMonitor
-from edgefleet.agent.transport import (
-    Acked,
-    BrokerAddress,
-    Connected,
-    Disconnected,
-    MqttTransport,
-    Received,
-    TransportEvent,
-)
-from edgefleet.agent.update.intake import DeviceFacts, Intake
+from edgefleet.agent.parts import Clock, Parts, Server, build_parts, offline_state
+from edgefleet.agent.transport import Acked, Connected, Disconnected, Received, TransportEvent
 from edgefleet.agent.update.state import UNNUMBERED
-from edgefleet.agent.update.updater import PhaseHook, RunnerLoader, Updater
+from edgefleet.agent.update.updater import PhaseHook, Updater
 from edgefleet.shared import __version__
 from edgefleet.shared.agent_config import AgentConfig
 from edgefleet.shared.errors import EdgefleetError
@@ -72,57 +56,10 @@ FLUSH_SECONDS = 5.0
 """How long a clean shutdown waits for the broker to take the outbox and the offline state."""
 
 
-class Clock(Protocol):
-    def time(self) -> float: ...
-    def monotonic(self) -> float: ...
-
-
-class SystemClock:
-    def time(self) -> float:
-        return time.time()
-
-    def monotonic(self) -> float:
-        return time.monotonic()
-
-
-class Transport(Protocol):
-    @property
-    def connected(self) -> bool: ...
-    def start(self) -> None: ...
-    def stop(self, timeout: float = ...) -> None: ...
-    def subscribe(self, topic_filter: str) -> None: ...
-    def unsubscribe(self, topic_filter: str) -> None: ...
-    def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> int: ...
-
-
-class Server(Protocol):
-    """The local inference API (``edgefleet.agent.local_api``): started and stopped here."""
-
-    def start(self) -> None: ...
-    def stop(self) -> None: ...
-
-
 class Exit(StrEnum):
     STOPPED = "stopped"
     RESTART = "restart"
     """A ``restart_agent`` command, or a rolled-back model that only a restart unloads."""
-
-
-@dataclass(frozen=True, slots=True)
-class Parts:
-    """Everything :class:`Agent` runs on, built by :meth:`Agent.from_config` or by a test."""
-
-    config: AgentConfig
-    transport: Transport
-    inbox: queue.Queue[TransportEvent]
-    storage: Storage
-    outbox: Outbox
-    service: InferenceService
-    load_runner: RunnerLoader
-    intake: Intake
-    clock: Clock
-    monitor: SystemMonitor | None = None
-    server: Server | None = None
 
 
 class Agent:
@@ -165,50 +102,7 @@ class Agent:
         server: Callable[[InferenceService], Server] | None = None,
     ) -> Agent:
         """Every part from the config: data directory (locked), outbox, runtime, broker."""
-        clock = clock or SystemClock()
-        storage = Storage.open(Path(config.device.data_dir))
-        storage.lock()
-        outbox = Outbox.open(
-            storage.outbox_path, max_bytes=config.telemetry.outbox_max_bytes, clock=clock.time
-        )
-        service = InferenceService(drift=config.drift, wall_clock=clock.time)
-        inbox: queue.Queue[TransportEvent] = queue.Queue()
-        device_id = config.device.id
-        broker = config.broker
-        address = BrokerAddress(
-            host=broker.host,
-            port=broker.port,
-            username=broker.username,
-            password=broker.password,
-            client_id=f"edgefleet-agent-{device_id}",
-            keepalive=broker.keepalive,
-            tls_ca=broker.tls_ca,
-        )
-        state_topic = device_topic(device_id, Channel.STATE)
-        transport = MqttTransport(
-            address,
-            sink=inbox.put,
-            will=lambda: (state_topic, _offline(config, clock.time())),
-            backoff=backoff,
-        )
-        facts = DeviceFacts(
-            profile=config.device.profile,
-            max_artifact_bytes=min(config.trust.max_artifact_bytes, profile.max_artifact_bytes),
-            rules=config.update,
-        )
-        parts = Parts(
-            config=config,
-            transport=transport,
-            inbox=inbox,
-            storage=storage,
-            outbox=outbox,
-            service=service,
-            load_runner=partial(ModelRunner.load, threads=profile.threads, xnnpack=profile.xnnpack),
-            intake=Intake(storage, facts, config.trust.root_envelope()),
-            clock=clock,
-            monitor=SystemMonitor(),
-            server=None if server is None else server(service),
-        )
+        parts = build_parts(config, profile=profile, clock=clock, backoff=backoff, server=server)
         return cls(parts, on_phase=on_phase)
 
     @property
@@ -264,7 +158,9 @@ class Agent:
         goodbye: int | None = None
         while parts.transport.connected and self._clock.monotonic() < deadline:
             if goodbye is None and not self._delivery.in_flight and not parts.outbox.pending(1):
-                goodbye = self._publish(Channel.STATE, _offline(parts.config, self._clock.time()))
+                goodbye = self._publish(
+                    Channel.STATE, offline_state(parts.config, self._clock.time())
+                )
             self._guard("deliver", self._delivery.send)
             acks = [e for e in self._arrivals(0.05) if isinstance(e, Acked)]
             if goodbye is not None and any(a.mid == goodbye for a in acks):
@@ -415,15 +311,3 @@ class Agent:
             work()
         except (AgentError, EdgefleetError) as err:
             log.error("%s failed: %s", what, err)  # noqa: TRY400
-
-
-def _offline(config: AgentConfig, now: float) -> bytes:
-    """The retained state after this agent is gone: its last will, and its clean goodbye."""
-    return encode(
-        State(
-            status=DeviceStatus.OFFLINE,
-            sent_at=now,
-            agent_version=__version__,
-            profile=config.device.profile,
-        )
-    )
