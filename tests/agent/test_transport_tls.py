@@ -116,11 +116,12 @@ def _wait_listening(port: int, process: subprocess.Popen[bytes]) -> None:
         assert process.poll() is None, "mosquitto with TLS exited"
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
         except OSError:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.02)
+        else:
+            return
 
 
 def _transport(broker: TlsBroker, ca: Path) -> tuple[MqttTransport, queue.Queue[TransportEvent]]:
