@@ -183,8 +183,12 @@ class MqttTransport:
                     clean_start=True,
                 )
             except OSError as err:
+                # The text, not the error: a log record kept by a handler would keep the
+                # error's frames alive, and with them the socket paho leaves open on a
+                # failed TLS handshake.
+                reason = str(err)
                 log.warning(
-                    "cannot reach broker %s:%d: %s", self._address.host, self._address.port, err
+                    "cannot reach broker %s:%d: %s", self._address.host, self._address.port, reason
                 )
             else:
                 if self._stopping.is_set():  # stop() came while connect() was blocking
