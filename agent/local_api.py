@@ -97,11 +97,17 @@ class _Handler(BaseHTTPRequestHandler):
             self._route(method, path)()
         except _ApiError as err:
             self._send_error(err)
+        except (ConnectionError, TimeoutError) as err:
+            self._client_gone(err)
         except Exception:
             log.exception("local API: %s %s failed", method, path)
             self._send_error(
                 _ApiError(HTTPStatus.INTERNAL_SERVER_ERROR, "internal", "the agent failed")
             )
+
+    def _client_gone(self, err: OSError) -> None:
+        self.close_connection = True
+        log.debug("local API: the client went away or stalled: %s", err)
 
     def _route(self, method: str, path: str) -> Callable[[], None]:
         allowed = ROUTES.get(path)
@@ -217,7 +223,10 @@ class _Handler(BaseHTTPRequestHandler):
     def _send_error(self, err: _ApiError) -> None:
         # The body of a refused request may still be unread: this connection cannot go on.
         self.close_connection = True
-        self._send_json(err.status, {"error": err.reason, "detail": err.detail}, err.headers)
+        try:
+            self._send_json(err.status, {"error": err.reason, "detail": err.detail}, err.headers)
+        except (ConnectionError, TimeoutError) as gone:
+            self._client_gone(gone)
 
     def _send_json(
         self, status: HTTPStatus, body: dict[str, Any], headers: dict[str, str] | None = None

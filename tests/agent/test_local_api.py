@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import logging
 import socket
 import stat
 import threading
@@ -343,3 +344,18 @@ def test_a_port_in_use_is_a_clear_error(service: InferenceService) -> None:
         port = taken.getsockname()[1]
         with pytest.raises(LocalApiError, match=f"cannot listen on 127.0.0.1:{port}"):
             LocalApi(service, InferenceSection(port=port)).start()
+
+
+def test_a_client_hanging_up_mid_body_is_not_an_error(
+    client: Client,
+    service: InferenceService,
+    float_model: ServedModel,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    service.activate(float_model.load())
+    assert isinstance(client.address, tuple)
+    for _ in range(3):
+        with socket.create_connection(client.address, timeout=10) as leaving:
+            leaving.sendall(b"POST /v1/predict HTTP/1.1\r\nContent-Length: 100\r\n\r\n[0.1")
+    assert client.json("POST", "/v1/predict", {"inputs": [0.1, 0.2, 0.3, 0.4]})[0] == 200
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
