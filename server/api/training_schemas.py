@@ -103,6 +103,7 @@ class JobPublic(BaseModel):
     result: dict[str, Any] | None
     error: str | None
     cancel_requested: bool
+    claimed_by: str | None = Field(description="the host whose runner runs it")
     model_version: int | None
     created_at: float
     created_by: str
@@ -124,6 +125,7 @@ class JobPublic(BaseModel):
             result=job.result,
             error=job.error,
             cancel_requested=job.cancel_requested,
+            claimed_by=job.claimed_by,
             model_version=job.model_version,
             created_at=job.created_at,
             created_by=job.created_by,

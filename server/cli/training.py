@@ -130,7 +130,7 @@ def _print_job(job: dict[str, Any]) -> None:
     click.echo("\n" + table(["PROFILE", "VARIANT"], served))
 
 
-@click.command("train", help="Train, quantize and register a model version.\n" + CONNECTION_HELP)
+@click.command("train")
 @click.option("--dataset", "dataset_ref", required=True, metavar="NAME[:VERSION]")
 @click.option("--recipe", help="mlp, cnn1d, cnn2d or autoencoder.")
 @click.option(
@@ -174,7 +174,7 @@ def train(
     poll_seconds: float,
     as_json: bool,
 ) -> None:
-    """Queue a training job (or, with --keras, an evaluation of your model).
+    """Train, quantize and register a model version (or, with --keras, your own model's).
 
     \b
     Examples:

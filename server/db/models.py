@@ -315,6 +315,8 @@ class TrainingJob(Base):
     result: Mapped[dict[str, Any] | None] = mapped_column()
     error: Mapped[str | None] = mapped_column(Text)
     cancel_requested: Mapped[bool] = mapped_column(default=False)
+    claimed_by: Mapped[str | None] = mapped_column(String(255))
+    """The host whose runner took the job; only its own restart fails the job as orphaned."""
     worker_pid: Mapped[int | None] = mapped_column(Integer)
     model_version: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[float] = mapped_column(Float)

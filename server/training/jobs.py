@@ -253,8 +253,8 @@ def cancel_job(*, session: Session, job_id: int, actor: str, now: float) -> Trai
     return job
 
 
-def claim_next(*, session: Session, now: float) -> int | None:
-    """Take the oldest queued job (queued -> running); None when there is none."""
+def claim_next(*, session: Session, now: float, runner: str) -> int | None:
+    """Take the oldest queued job (queued -> running) for ``runner``; None when there is none."""
     while True:
         job_id = session.scalar(
             select(TrainingJob.id)
@@ -267,7 +267,12 @@ def claim_next(*, session: Session, now: float) -> int | None:
         claimed = session.execute(
             update(TrainingJob)
             .where(TrainingJob.id == job_id, TrainingJob.state == JobState.QUEUED)
-            .values(state=JobState.RUNNING, started_at=now, progress={"phase": "starting"})
+            .values(
+                state=JobState.RUNNING,
+                started_at=now,
+                claimed_by=runner,
+                progress={"phase": "starting"},
+            )
         )
         session.commit()
         if claimed.rowcount == 1:  # type: ignore[attr-defined]
@@ -323,10 +328,17 @@ def finish(
     return done.rowcount == 1  # type: ignore[attr-defined, no-any-return]
 
 
-def fail_orphans(*, session: Session, now: float, reason: str) -> list[int]:
-    """Mark every ``running`` job failed: at start-up no worker of ours can be running them."""
+def fail_orphans(*, session: Session, now: float, reason: str, runner: str) -> list[int]:
+    """Mark ``runner``'s ``running`` jobs failed: when it starts, none of its workers can be alive.
+
+    Jobs other runners (other hosts) hold are theirs to finish.
+    """
     orphans = list(
-        session.scalars(select(TrainingJob.id).where(TrainingJob.state == JobState.RUNNING))
+        session.scalars(
+            select(TrainingJob.id).where(
+                TrainingJob.state == JobState.RUNNING, TrainingJob.claimed_by == runner
+            )
+        )
     )
     for job_id in orphans:
         finish(session=session, job_id=job_id, state=JobState.FAILED, now=now, error=reason)

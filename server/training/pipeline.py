@@ -249,6 +249,7 @@ def _versions() -> dict[str, str]:
 
 
 def run(request: TrainingRequest, samples: Samples, progress: Progress) -> PipelineResult:
+    """Train (or load), convert, score, gate and select; raise if no profile gets a variant."""
     # Same seed, same data, same code: same weights (kernels that cannot promise it raise).
     recipes.tensorflow().config.experimental.enable_op_determinism()
     parts = datasets.split(samples, request.split)

@@ -6,8 +6,10 @@ has free slots (``EDGEFLEET_TRAINING_WORKERS``, 1 by default) and starts a
 ``spawn`` start method. It watches them: a worker that exits with its job
 still ``running`` crashed, and the job is marked ``failed`` with the exit
 code or signal; a worker that ignores a cancel for ``cancel_grace`` seconds
-is terminated. At start, ``running`` jobs left by a previous server
-process are failed: no worker of this one runs them.
+is terminated. At start, the ``running`` jobs this host's runner had
+claimed are failed: the server process that ran their workers is gone.
+Jobs are claimed by host name, so replicas on other hosts keep theirs; a
+replica with no worker slots (API only) neither claims nor fails any.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import signal
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -64,7 +67,10 @@ class JobRunner:
         clock: Callable[[], float] = time.time,
         cancel_grace: float = 30.0,
         poll_seconds: float = POLL_SECONDS,
+        name: str | None = None,
     ) -> None:
+        self.name = name or socket.gethostname()
+        """How jobs record who runs them (the host, by default)."""
         self._sessions = sessions
         self._config = config
         self._slots = slots
@@ -78,17 +84,19 @@ class JobRunner:
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
+        if self._slots == 0:  # an API-only replica: it runs no jobs and fails none
+            return
         with self._sessions() as session:
             orphans = jobs.fail_orphans(
                 session=session,
                 now=self._clock(),
                 reason="the server restarted while the job was running",
+                runner=self.name,
             )
         if orphans:
             logger.warning("training jobs %s were running when the server stopped: failed", orphans)
-        if self._slots > 0:
-            self._thread = threading.Thread(target=self._loop, name="training-runner", daemon=True)
-            self._thread.start()
+        self._thread = threading.Thread(target=self._loop, name="training-runner", daemon=True)
+        self._thread.start()
 
     def wake(self) -> None:
         """A job was queued or cancelled: look now rather than at the next poll."""
@@ -127,7 +135,7 @@ class JobRunner:
                 self._enforce_cancel(job_id, running)
         while len(self._running) < self._slots and not self._stopping.is_set():
             with self._sessions() as session:
-                claimed = jobs.claim_next(session=session, now=self._clock())
+                claimed = jobs.claim_next(session=session, now=self._clock(), runner=self.name)
             if claimed is None:
                 return
             self._spawn(claimed)

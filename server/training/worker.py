@@ -119,7 +119,8 @@ def register(
         )
     keras = store.put(result.keras_model)
     spec = registry.VersionSpec(
-        metrics=result.metrics(),
+        # The version describes itself: how it was trained travels with its metrics.
+        metrics={**result.metrics(), "lineage": result.lineage},
         dataset_hash=job.request["dataset"]["sha256"],
         training_run=jobs.run_id(job.id),
         quantization={

@@ -8,6 +8,7 @@ Jobs that really run are in ``test_training_jobs_e2e``.
 from __future__ import annotations
 
 import io
+import socket
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -206,9 +207,12 @@ def test_a_restart_fails_the_jobs_that_were_running(
         headers=server.headers(Role.OPERATOR),
         json={"model": "heat", "dataset": "sensors", "recipe": "mlp"},
     ).json()
-    with server.services.sessions() as session:  # a runner took it, then the server died
-        assert jobs.claim_next(session=session, now=server.services.clock()) == job["id"]
-    settings = server_settings(broker, db_url, tmp_path / "data", training_workers=0)
+    with server.services.sessions() as session:  # this host's runner took it, then died
+        claimed = jobs.claim_next(
+            session=session, now=server.services.clock(), runner=socket.gethostname()
+        )
+        assert claimed == job["id"]
+    settings = server_settings(broker, db_url, tmp_path / "data", training_workers=1)
     with running_server(settings, names="restarted") as restarted:
         found = restarted.client.get(
             f"/api/v1/training/jobs/{job['id']}", headers=restarted.headers()

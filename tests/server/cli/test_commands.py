@@ -28,7 +28,7 @@ def leaves(group: click.Group, path: tuple[str, ...] = ()) -> list[tuple[str, ..
 
 
 COMMANDS = leaves(cli)
-REMOTE = {"devices", "groups", "models", "audit"}
+REMOTE = {"devices", "groups", "models", "audit", "datasets", "train", "jobs"}
 
 
 def test_exports() -> None:
@@ -53,6 +53,9 @@ def test_the_command_tree() -> None:
     assert COMMANDS == [
         ("audit", "list"),
         ("broker", "init"),
+        ("datasets", "import"),
+        ("datasets", "list"),
+        ("datasets", "show"),
         ("db", "upgrade"),
         ("devices", "list"),
         ("devices", "provision"),
@@ -62,14 +65,20 @@ def test_the_command_tree() -> None:
         ("groups", "create"),
         ("groups", "list"),
         ("groups", "show"),
+        ("jobs", "cancel"),
+        ("jobs", "list"),
+        ("jobs", "logs"),
+        ("jobs", "show"),
         ("keys", "init"),
         ("keys", "rotate"),
+        ("models", "compare"),
         ("models", "list"),
         ("models", "show"),
         ("models", "upload"),
         ("server",),
         ("tokens", "create"),
         ("tokens", "revoke"),
+        ("train",),
     ]
 
 

@@ -100,9 +100,9 @@ def test_bad_jobs_are_refused_before_they_queue(
 
 def test_jobs_are_claimed_oldest_first_and_once(queue: Queue) -> None:
     first, second = queue.create(), queue.create()
-    assert jobs.claim_next(session=queue.session, now=T) == first
-    assert jobs.claim_next(session=queue.session, now=T) == second
-    assert jobs.claim_next(session=queue.session, now=T) is None
+    assert jobs.claim_next(session=queue.session, now=T, runner="host-a") == first
+    assert jobs.claim_next(session=queue.session, now=T, runner="host-a") == second
+    assert jobs.claim_next(session=queue.session, now=T, runner="host-a") is None
     assert jobs.finish(session=queue.session, job_id=first, state=JobState.SUCCEEDED, now=T)
     assert not jobs.finish(session=queue.session, job_id=first, state=JobState.FAILED, now=T)
     queue.session.expire_all()
@@ -111,8 +111,8 @@ def test_jobs_are_claimed_oldest_first_and_once(queue: Queue) -> None:
 
 def test_cancel_stops_a_queued_job_and_flags_a_running_one(queue: Queue) -> None:
     waiting, running = queue.create(), queue.create()
-    jobs.claim_next(session=queue.session, now=T)  # claims `waiting` (oldest)
-    assert jobs.claim_next(session=queue.session, now=T) == running
+    jobs.claim_next(session=queue.session, now=T, runner="host-a")  # claims `waiting` (oldest)
+    assert jobs.claim_next(session=queue.session, now=T, runner="host-a") == running
     job = jobs.cancel_job(session=queue.session, job_id=running, actor="op", now=T)
     assert (job.state, job.cancel_requested) == (JobState.RUNNING, True)
     assert jobs.record_progress(session=queue.session, job_id=running, progress={"phase": "x"})
@@ -122,13 +122,17 @@ def test_cancel_stops_a_queued_job_and_flags_a_running_one(queue: Queue) -> None
     queued = queue.create()
     job = jobs.cancel_job(session=queue.session, job_id=queued, actor="op", now=T)
     assert job.state == JobState.CANCELLED
-    assert jobs.claim_next(session=queue.session, now=T) is None
+    assert jobs.claim_next(session=queue.session, now=T, runner="host-a") is None
 
 
-def test_running_jobs_left_by_a_stopped_server_are_failed(queue: Queue) -> None:
-    job_id = queue.create()
-    jobs.claim_next(session=queue.session, now=T)
-    assert jobs.fail_orphans(session=queue.session, now=T, reason="restarted") == [job_id]
+def test_a_restarted_runner_fails_its_own_running_jobs_only(queue: Queue) -> None:
+    job_id, elsewhere = queue.create(), queue.create()
+    jobs.claim_next(session=queue.session, now=T, runner="host-a")
+    jobs.claim_next(session=queue.session, now=T, runner="host-b")
+    assert jobs.fail_orphans(session=queue.session, now=T, reason="restarted", runner="host-a") == [
+        job_id
+    ]
+    assert jobs.get_job(session=queue.session, job_id=elsewhere).state == JobState.RUNNING
     queue.session.expire_all()
     job = jobs.get_job(session=queue.session, job_id=job_id)
     assert (job.state, job.error) == (JobState.FAILED, "restarted")

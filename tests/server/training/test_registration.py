@@ -97,6 +97,7 @@ def test_version_carries_every_profile_metrics_and_lineage(
         "x86-gateway": "float32",
     }
     assert set(version.metrics["variants"]) == {"float32", "float16", "dynamic_range", "int8"}
+    assert version.metrics["lineage"] == digits_mlp.result.lineage
     assert version.quantization["profiles"] == digits_mlp.result.selection
     keras_sha = version.quantization["keras_sha256"]
     assert registry.store.read(keras_sha)[:2] == b"PK"  # the float model, kept for lineage

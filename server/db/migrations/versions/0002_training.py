@@ -136,6 +136,7 @@ def upgrade() -> None:
         ),
         sa.Column("error", sa.Text(), nullable=True),
         sa.Column("cancel_requested", sa.Boolean(), nullable=False),
+        sa.Column("claimed_by", sa.String(length=255), nullable=True),
         sa.Column("worker_pid", sa.Integer(), nullable=True),
         sa.Column("model_version", sa.Integer(), nullable=True),
         sa.Column("created_at", sa.Float(), nullable=False),
