@@ -26,6 +26,7 @@ from edgefleet.server.signing import SigningService
 from edgefleet.server.training import demo_data, pipeline, synthetic
 from edgefleet.server.training.datasets import Samples
 from edgefleet.server.training.pipeline import PipelineResult, TrainingRequest
+from edgefleet.server.training.search import Strategy
 from edgefleet.server.training.worker import register
 
 REPO = Path(__file__).resolve().parents[3]
@@ -129,7 +130,13 @@ def digits_cnn2d(catalog: ProfileCatalog, digits: Samples) -> Run:
 def sensor_cnn1d(catalog: ProfileCatalog) -> Run:
     samples = synthetic.generate(400, seed=11, spec=synthetic.SensorSpec(window=32))
     result, progress = train(
-        catalog, samples, recipe="cnn1d", params={"epochs": 6, "filters": [8, 16]}
+        catalog,
+        samples,
+        recipe="cnn1d",
+        params={"epochs": 6, "filters": [8, 16]},
+        search_space={"kernel_size": [3]},
+        trials=2,
+        strategy=Strategy.GRID,
     )
     return Run(samples, result, progress)
 

@@ -44,6 +44,17 @@ def test_classifiers_learn_their_task(
     assert sensor_cnn1d.result.float_scores.values["accuracy"] > 0.6  # 4 classes, 6 epochs
 
 
+def test_a_search_trains_each_candidate_and_keeps_the_best(sensor_cnn1d: Run) -> None:
+    search = sensor_cnn1d.result.lineage["search"]
+    tried = [t["params"]["kernel_size"] for t in search["trials"]]
+    assert tried == [5, 3]  # the defaults first, then the grid
+    best = max(search["trials"], key=lambda t: t["validation"]["accuracy"])
+    assert sensor_cnn1d.result.lineage["params"] == best["params"]
+    trials = {f["trial"] for phase, f in sensor_cnn1d.progress.updates if phase == "training"}
+    assert trials == {1, 2}
+    assert any(line.startswith("trial 2/2: ") for line in sensor_cnn1d.progress.lines)
+
+
 def test_autoencoder_scores_anomalies_above_normal_windows(sensor_autoencoder: Run) -> None:
     result = sensor_autoencoder.result
     assert result.metric.value == "auc"
