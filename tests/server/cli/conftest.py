@@ -67,6 +67,9 @@ def isolated_env(tmp_path: Path, **extra: str | None) -> dict[str, str | None]:
         "EDGEFLEET_DATA_DIR": str(tmp_path / "data"),
         "EDGEFLEET_DATABASE_URL": None,
         "EDGEFLEET_SIGNING_DIR": None,
+        # A server started here must not leave a session in the session broker's
+        # share group: Mosquitto would keep handing it other tests' messages.
+        "EDGEFLEET_BROKER_SESSION_EXPIRY": "0",
         **extra,
     }
 
