@@ -108,6 +108,7 @@ class IngestConsumer:
             username=spec.username,
             password=spec.password,
             client_id=f"bench-ingest-{uuid.uuid4().hex[:8]}",
+            manual_ack=True,  # as the app's ingest connection
         )
         self._transport.start()
         if not self._transport.wait_connected(10):

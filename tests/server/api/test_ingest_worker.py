@@ -38,8 +38,10 @@ def test_a_killed_worker_is_restarted_and_every_window_lands_once(server: Server
             agent.publish(Channel.TELEMETRY, telemetry(seq))
             if seq == MESSAGES // 2:
                 os.kill(first_pid, signal.SIGKILL)
-        # The last messages may be queued behind the dead worker until the next shipment.
+        # The last messages may be queued behind the dead worker until the next shipment,
+        # or still at the broker, which sends only so many unacknowledged ones at a time.
         wait_until(lambda: ingest.worker_pid not in (None, first_pid), timeout=30)
+        wait_until(lambda: len(stored_seqs(server, device_id)) >= MESSAGES, timeout=30)
         server.wait_ingested(30)
     finally:
         agent.close()
