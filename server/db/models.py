@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Float,
     ForeignKey,
     Index,
@@ -58,6 +59,29 @@ class VersionStage(StrEnum):
     CANDIDATE = "candidate"
     APPROVED = "approved"
     DEPRECATED = "deprecated"
+
+
+class RolloutState(StrEnum):
+    DRAFT = "draft"
+    SCHEDULED = "scheduled"
+    """Started, waiting for its maintenance window."""
+    RUNNING = "running"
+    PAUSED = "paused"
+    COMPLETED = "completed"
+    ABORTED = "aborted"
+
+
+ACTIVE_ROLLOUT_STATES = (RolloutState.SCHEDULED, RolloutState.RUNNING, RolloutState.PAUSED)
+
+
+class WaveState(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    """Devices notified; waiting for the success threshold."""
+    SOAKING = "soaking"
+    AWAITING_APPROVAL = "awaiting_approval"
+    DONE = "done"
+    BREACHED = "breached"
 
 
 class Role(StrEnum):
@@ -207,6 +231,9 @@ class DeviceEvent(Base):
     reason: Mapped[str | None] = mapped_column(String(500))
     progress: Mapped[float | None] = mapped_column(Float)
     received_at: Mapped[float] = mapped_column(Float)
+    shadow_samples: Mapped[int | None] = mapped_column(BigInteger)
+    shadow_agreement: Mapped[float | None] = mapped_column(Float)
+    shadow_latency_delta_ms: Mapped[float | None] = mapped_column(Float)
 
 
 class ApiToken(Base):
@@ -335,3 +362,119 @@ class TrainingJobLog(Base):
     job_id: Mapped[int] = mapped_column(ForeignKey("training_jobs.id", ondelete="CASCADE"))
     at: Mapped[float] = mapped_column(Float)
     message: Mapped[str] = mapped_column(Text)
+
+
+class Rollout(Base):
+    """One version rolled out to one group in waves.
+
+    ``active_key`` is ``"{group_id}:{model_id}"`` while the rollout is
+    scheduled, running or paused and NULL otherwise: its unique index is what
+    makes "one active rollout per group and model" hold under concurrent requests.
+    """
+
+    __tablename__ = "rollouts"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    group_id: Mapped[int] = mapped_column(ForeignKey("groups.id"), index=True)
+    group_name: Mapped[str] = mapped_column(String(NAME))
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id"), index=True)
+    model_name: Mapped[str] = mapped_column(String(NAME))
+    version: Mapped[int] = mapped_column(Integer)
+    policy: Mapped[dict[str, Any]] = mapped_column()
+    state: Mapped[str] = mapped_column(String(16), index=True, default=RolloutState.DRAFT)
+    active_key: Mapped[str | None] = mapped_column(String(64), unique=True)
+    current_wave: Mapped[int] = mapped_column(Integer, default=0)
+    reason: Mapped[str | None] = mapped_column(String(500))
+    rollback_version: Mapped[int | None] = mapped_column(Integer)
+    event_cursor: Mapped[int] = mapped_column(Id64, default=0)
+    """Highest ``device_events.id`` already applied to the devices' states."""
+    broker_down_since: Mapped[float | None] = mapped_column(Float)
+    created_at: Mapped[float] = mapped_column(Float)
+    created_by: Mapped[str] = mapped_column(String(NAME))
+    updated_at: Mapped[float] = mapped_column(Float)
+    started_at: Mapped[float | None] = mapped_column(Float)
+    finished_at: Mapped[float | None] = mapped_column(Float)
+    waves: Mapped[list[RolloutWave]] = relationship(
+        cascade="all, delete-orphan", order_by="RolloutWave.index"
+    )
+
+
+class RolloutWave(Base):
+    __tablename__ = "rollout_waves"
+
+    rollout_id: Mapped[str] = mapped_column(
+        ForeignKey("rollouts.id", ondelete="CASCADE"), primary_key=True
+    )
+    index: Mapped[int] = mapped_column(Integer, primary_key=True)
+    state: Mapped[str] = mapped_column(String(24), default=WaveState.PENDING)
+    started_at: Mapped[float | None] = mapped_column(Float)
+    soak_started_at: Mapped[float | None] = mapped_column(Float)
+    finished_at: Mapped[float | None] = mapped_column(Float)
+    gates: Mapped[list[Any]] = mapped_column(default=list)
+    """The last evaluation's gate results, for the status view."""
+    reason: Mapped[str | None] = mapped_column(String(500))
+    approved_by: Mapped[str | None] = mapped_column(String(NAME))
+
+
+class RolloutDevice(Base):
+    """A device's part in a rollout; no foreign key to devices, so history outlives a device."""
+
+    __tablename__ = "rollout_devices"
+    __table_args__ = (Index("ix_rollout_devices_rollout_wave", "rollout_id", "wave"),)
+
+    rollout_id: Mapped[str] = mapped_column(
+        ForeignKey("rollouts.id", ondelete="CASCADE"), primary_key=True
+    )
+    device_id: Mapped[str] = mapped_column(String(NAME), primary_key=True)
+    wave: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(16))
+    profile: Mapped[str] = mapped_column(String(NAME))
+    artifact_sha256: Mapped[str] = mapped_column(String(64))
+    previous_version: Mapped[int | None] = mapped_column(Integer)
+    notified_at: Mapped[float | None] = mapped_column(Float)
+    updated_at: Mapped[float] = mapped_column(Float)
+    reason: Mapped[str | None] = mapped_column(String(500))
+
+
+class DeviceDeployment(Base):
+    """A model a device should run: what its retained ``desired`` message lists."""
+
+    __tablename__ = "device_deployments"
+
+    device_id: Mapped[str] = mapped_column(
+        ForeignKey("devices.id", ondelete="CASCADE"), primary_key=True
+    )
+    model: Mapped[str] = mapped_column(String(NAME), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer)
+    artifact_id: Mapped[int] = mapped_column(ForeignKey("artifacts.id"), index=True)
+    rollout_id: Mapped[str | None] = mapped_column(String(64))
+    shadow: Mapped[bool] = mapped_column(Boolean, default=False)
+    updated_at: Mapped[float] = mapped_column(Float)
+
+
+class DesiredState(Base):
+    """Revision of a device's desired message; ahead of ``published_revision`` until sent.
+
+    A change is committed first and published after, so a broker outage only
+    delays it: the next tick publishes whatever is still ahead.
+    """
+
+    __tablename__ = "desired_states"
+
+    device_id: Mapped[str] = mapped_column(
+        ForeignKey("devices.id", ondelete="CASCADE"), primary_key=True
+    )
+    revision: Mapped[int] = mapped_column(BigInteger)
+    published_revision: Mapped[int] = mapped_column(BigInteger, default=0)
+    published_at: Mapped[float | None] = mapped_column(Float)
+
+
+class RetainedArtifact(Base):
+    """Artifact chunks the broker holds as retained messages, so they can be cleared."""
+
+    __tablename__ = "retained_artifacts"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    chunk_size: Mapped[int] = mapped_column(Integer)
+    chunk_count: Mapped[int] = mapped_column(Integer)
+    published_at: Mapped[float] = mapped_column(Float)
