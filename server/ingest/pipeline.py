@@ -133,6 +133,9 @@ def route(
                 "reason": message.reason,
                 "progress": message.progress,
                 "received_at": received_at,
+                "shadow_samples": None,
+                "shadow_agreement": None,
+                "shadow_latency_delta_ms": None,
             }
         ]
     elif isinstance(message, messages.State):
