@@ -28,6 +28,7 @@ import numpy.typing as npt
 
 from edgefleet.shared.messages import Histogram, TelemetryWindow
 from edgefleet.shared.sketch import bin_counts
+from edgefleet.shared.sketch import histogram_quantile as histogram_quantile
 
 _R10 = (1.0, 1.25, 1.6, 2.0, 2.5, 3.15, 4.0, 5.0, 6.3, 8.0)
 LATENCY_BOUNDS_MS: tuple[float, ...] = (
@@ -60,24 +61,6 @@ class LatencyHistogram:
 
     def snapshot(self) -> Histogram:
         return Histogram(bounds=self.bounds, counts=tuple(self.counts))
-
-
-def histogram_quantile(bounds: Sequence[float], counts: Sequence[int], q: float) -> float | None:
-    """Interpolated inside the bucket (a probation ratio wants more than a bucket's edge);
-    the overflow bucket has no top, so it gives its floor."""
-    total = sum(counts)
-    if total == 0:
-        return None
-    rank = q * total
-    seen = 0
-    for index, count in enumerate(counts):
-        if count and seen + count >= rank:
-            if index == len(bounds):
-                return bounds[-1]
-            low = bounds[index - 1] if index else min(0.0, bounds[0])
-            return low + (bounds[index] - low) * max(0.0, rank - seen) / count
-        seen += count
-    return bounds[-1]
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,10 @@ separately, because a sensor emitting NaN is a fault, not a distribution shift.
 
 Which numbers are binned is shared too: :func:`feature_columns` says which input
 values make up each baseline feature and :func:`output_values` which number
-stands for a prediction in the output bins.
+stands for a prediction in the output bins. :func:`histogram_quantile` reads a
+quantile back from such counts; the agent's probation and the server's rollout
+gates both compare p95 latencies, and two readings of one histogram would let
+them disagree about the same device.
 """
 
 from __future__ import annotations
@@ -113,3 +116,21 @@ def output_values(outputs: npt.ArrayLike) -> npt.NDArray[np.float64]:
         rows[:, 0] if rows.shape[1] == 1 else np.argmax(rows, axis=1).astype(np.float64)
     )
     return values
+
+
+def histogram_quantile(bounds: Sequence[float], counts: Sequence[int], q: float) -> float | None:
+    """Interpolated inside the bucket (a probation ratio wants more than a bucket's edge);
+    the overflow bucket has no top, so it gives its floor."""
+    total = sum(counts)
+    if total == 0:
+        return None
+    rank = q * total
+    seen = 0
+    for index, count in enumerate(counts):
+        if count and seen + count >= rank:
+            if index == len(bounds):
+                return bounds[-1]
+            low = bounds[index - 1] if index else min(0.0, bounds[0])
+            return low + (bounds[index] - low) * max(0.0, rank - seen) / count
+        seen += count
+    return bounds[-1]
