@@ -18,7 +18,8 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -33,6 +34,14 @@ from edgefleet.server.errors import BrokerError, ConfigError
 logger = logging.getLogger(__name__)
 
 _A = TypeVar("_A")
+
+MAX_INFLIGHT = 1000
+"""QoS 1 publishes on the wire before their PUBACKs; paho's default of 20 makes a
+fan-out of hundreds of chunks wait one round trip per 20. The fleet's broker
+announces a receive maximum of 2,000 (:mod:`edgefleet.server.mosquitto`)."""
+
+OutgoingMessage = tuple[str, bytes, bool]
+"""``(topic, payload, retain)`` for :meth:`MqttTransport.publish_many`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +119,8 @@ class MqttTransport:
             except (OSError, ValueError) as err:  # ssl.SSLError is an OSError
                 raise ConfigError(f"unusable MQTT TLS settings: {err}") from err
         self._client.reconnect_delay_set(min_reconnect_delay, max_reconnect_delay)
+        self._client.max_inflight_messages_set(MAX_INFLIGHT)
+        self._receive_maximum = MAX_INFLIGHT  # lowered to what the broker's CONNACK announces
         # Not paho's enable_logger: 2.2 logs every idle loop pass while disconnected as an error.
         self._client.on_connect = self._on_connect
         self._client.on_connect_fail = self._on_connect_fail
@@ -217,6 +228,56 @@ class MqttTransport:
         """
         self._publish(topic, payload, qos=qos, retain=retain, timeout=timeout)
 
+    def publish_many(
+        self, messages: Iterable[OutgoingMessage], *, qos: int = 1, timeout: float
+    ) -> None:
+        """Publish every ``(topic, payload, retain)``; return once the broker acknowledged all.
+
+        Waiting for each PUBACK in turn would cost a round trip per message;
+        here a window of up to :data:`MAX_INFLIGHT` (or the broker's receive
+        maximum, if lower) stays in flight and slides as acknowledgements
+        come, so ``messages`` may be a generator (an artifact read chunk by
+        chunk) and memory stays bounded. A refusal does not stop the rest;
+        ``timeout`` bounds the whole batch, and past it nothing more is sent.
+        Then :class:`BrokerError` says how many were not acknowledged and why
+        the first was not. What ``messages`` raises propagates unchanged.
+        """
+        deadline = time.monotonic() + timeout
+        window: deque[tuple[str, int]] = deque()
+        failures: list[tuple[str, ReasonCode | None]] = []  # (topic, refusal or no answer)
+        sent = 0
+        stopped = False
+        try:
+            for topic, payload, retain in messages:
+                while len(window) >= self._receive_maximum:
+                    failures += self._settle(*window.popleft(), deadline)
+                if time.monotonic() >= deadline:
+                    stopped = True
+                    break
+                mid = self._send(topic, payload, qos=qos, retain=retain)
+                sent += 1
+                if qos > 0:
+                    window.append((topic, mid))
+            while window:
+                failures += self._settle(*window.popleft(), deadline)
+        finally:
+            for _topic, mid in window:  # left by an exception: their acks are nobody's
+                self._pubacks.abandon(mid)
+        if failures or stopped:
+            topic, refusal = failures[0] if failures else ("", None)
+            first = _broker_error(f"publish to {topic}", refusal, timeout) if failures else None
+            raise BrokerError(
+                f"{len(failures)} of {sent} messages not acknowledged within {timeout} s"
+                + ("; stopped sending at the deadline" if stopped else "")
+                + (f" (first: {first})" if first else ""),
+                reason="broker_refused" if any(r is not None for _, r in failures) else None,
+            )
+
+    def _settle(self, topic: str, mid: int, deadline: float) -> list[tuple[str, ReasonCode | None]]:
+        """Wait for one PUBACK of :meth:`publish_many`: ``[]`` if it came and says yes."""
+        reason = self._pubacks.wait(mid, _left(deadline))
+        return [] if reason is not None and not reason.is_failure else [(topic, reason)]
+
     def request(
         self,
         topic: str,
@@ -278,6 +339,26 @@ class MqttTransport:
         timeout: float | None,
         properties: Properties | None = None,
     ) -> None:
+        mid = self._send(topic, payload, qos=qos, retain=retain, properties=properties)
+        if qos == 0:
+            return
+        if timeout is None:
+            self._pubacks.abandon(mid)
+            return
+        reason = self._pubacks.wait(mid, timeout)
+        if reason is None or reason.is_failure:
+            raise _broker_error(f"publish to {topic}", reason, timeout)
+
+    def _send(
+        self,
+        topic: str,
+        payload: bytes,
+        *,
+        qos: int,
+        retain: bool,
+        properties: Properties | None = None,
+    ) -> int:
+        """Hand one message to paho; its packet id, for the PUBACK wait."""
         try:
             info = self._client.publish(
                 topic, payload, qos=qos, retain=retain, properties=properties
@@ -289,14 +370,7 @@ class MqttTransport:
             qos == 0 or info.rc is not MQTTErrorCode.MQTT_ERR_NO_CONN
         ):
             raise _broker_error(f"publish to {topic}", info.rc)
-        if qos == 0:
-            return
-        if timeout is None:
-            self._pubacks.abandon(info.mid)
-            return
-        reason = self._pubacks.wait(info.mid, timeout)
-        if reason is None or reason.is_failure:
-            raise _broker_error(f"publish to {topic}", reason, timeout)
+        return info.mid
 
     def _on_connect(
         self,
@@ -304,13 +378,19 @@ class MqttTransport:
         _userdata: object,
         _flags: mqtt.ConnectFlags,
         reason: ReasonCode,
-        _properties: Properties | None,
+        properties: Properties | None,
     ) -> None:
         if reason.is_failure:
             logger.warning(
                 "broker %s:%d refused the connection: %s", self._host, self._port, reason
             )
             return
+        announced = getattr(properties, "ReceiveMaximum", None)
+        self._receive_maximum = (
+            min(MAX_INFLIGHT, announced)
+            if isinstance(announced, int) and announced > 0
+            else MAX_INFLIGHT
+        )
         with self._lock:
             subscriptions = list(self._subscriptions.items())
         if subscriptions:
