@@ -58,7 +58,7 @@ _FIELDS = (
     _Field("hour", 0, 23, {}),
     _Field("day-of-month", 1, 31, {}),
     _Field("month", 1, 12, {name: i + 1 for i, name in enumerate(_MONTHS)}),
-    _Field("day-of-week", 0, 7, {name: i for i, name in enumerate(_WEEKDAYS)}),
+    _WEEKDAY := _Field("day-of-week", 0, 7, {name: i for i, name in enumerate(_WEEKDAYS)}),
 )
 
 
@@ -121,6 +121,8 @@ def _parse_field(text: str, spec: _Field) -> frozenset[int]:
             first, last = body.split("-", 1)
             low = _parse_value(first, spec, item)
             high = _parse_value(last, spec, item)
+            if spec is _WEEKDAY and high == 0 < low:
+                high = 7  # "mon-sun", "5-0": Sunday closes the week
             if low > high:
                 raise InvalidInputError(f"cron {spec.name} {item!r}: the range runs backwards")
         else:
