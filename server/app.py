@@ -25,6 +25,7 @@ from edgefleet.server.api.routes import datasets as dataset_routes
 from edgefleet.server.api.routes import devices as device_routes
 from edgefleet.server.api.routes import groups as group_routes
 from edgefleet.server.api.routes import models as model_routes
+from edgefleet.server.api.routes import rollouts as rollout_routes
 from edgefleet.server.api.routes import tokens as token_routes
 from edgefleet.server.api.routes import training as training_routes
 from edgefleet.server.artifacts import ArtifactStore
@@ -36,6 +37,7 @@ from edgefleet.server.ingest.service import IngestService
 from edgefleet.server.metrics import Metrics
 from edgefleet.server.mqtt import MqttTransport, TlsSettings
 from edgefleet.server.profiles import ProfileCatalog
+from edgefleet.server.rollouts.executor import RolloutExecutor
 from edgefleet.server.services import Clock, Services
 from edgefleet.server.settings import Profile, Settings
 from edgefleet.server.signing import SigningService
@@ -54,6 +56,8 @@ class Runtime:
     server: MqttTransport
     ingest: IngestService
     scheduler: BackgroundScheduler
+    publisher: MqttTransport
+    rollouts: RolloutExecutor
 
 
 def _signing(settings: Settings, clock: Clock) -> SigningService:
@@ -168,7 +172,35 @@ def create_app(settings: Settings, *, clock: Clock = time.time) -> FastAPI:
             # Connected only once ingest listens: a resumed session delivers what it
             # queued at once, and a message nobody takes is never acknowledged.
             _started(server, "broker ingest")
+            # Desired messages and artifact chunks go out on a connection of their own, so
+            # a large fan-out never queues behind ingest acknowledgements.
+            publisher = _started(
+                _transport(
+                    settings,
+                    settings.broker_username,
+                    settings.broker_password.get_secret_value(),
+                    "publisher",
+                ),
+                "broker publisher",
+            )
+            stack.callback(publisher.stop)
+            rollouts = RolloutExecutor(
+                sessions=services.sessions,
+                publisher=publisher,
+                store=services.artifacts,
+                signing=signing,
+                clock=clock,
+                connected=lambda: publisher.connected,
+            )
             scheduler = BackgroundScheduler(timezone="UTC")
+            scheduler.add_job(
+                rollouts.tick,
+                "interval",
+                seconds=settings.rollout_tick_seconds,
+                id="rollouts",
+                coalesce=True,
+                max_instances=1,
+            )
             scheduler.add_job(
                 _refresh_gauges,
                 "interval",
@@ -186,7 +218,12 @@ def create_app(settings: Settings, *, clock: Clock = time.time) -> FastAPI:
             app.state.training = training
             app.state.services = services
             app.state.runtime = Runtime(
-                admin=admin, server=server, ingest=ingest, scheduler=scheduler
+                admin=admin,
+                server=server,
+                ingest=ingest,
+                scheduler=scheduler,
+                publisher=publisher,
+                rollouts=rollouts,
             )
             yield
 
@@ -206,6 +243,7 @@ def create_app(settings: Settings, *, clock: Clock = time.time) -> FastAPI:
         dataset_routes.router,
         training_routes.router,
         training_routes.compare_router,
+        rollout_routes.router,
     ):
         app.include_router(router, prefix="/api/v1")
 

@@ -7,6 +7,7 @@ a rollout ships is exactly what was registered.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -24,7 +25,8 @@ from edgefleet.server.profiles import ProfileCatalog
 from edgefleet.server.signing import SigningService
 from edgefleet.shared import schema
 from edgefleet.shared.errors import TopicError
-from edgefleet.shared.manifest import ArtifactSpec, Baseline, SelfTest
+from edgefleet.shared.manifest import ArtifactSpec, Baseline, Manifest, SelfTest
+from edgefleet.shared.signed import SignedEnvelope
 from edgefleet.shared.topics import validate_device_id
 
 CHUNK_BYTES = 64 * 1024
@@ -187,10 +189,7 @@ def add_version(
         model = Model(name=model_name, description="", created_at=now)
         session.add(model)
         session.flush()
-    latest = session.scalar(
-        select(func.max(ModelVersion.version)).where(ModelVersion.model_id == model.id)
-    )
-    number = (latest or 0) + 1
+    number = _next_number(session, model)
     version = ModelVersion(
         model=model,
         version=number,
@@ -235,6 +234,79 @@ def add_version(
     )
     session.commit()
     return version
+
+
+def _next_number(session: Session, model: Model) -> int:
+    latest = session.scalar(
+        select(func.max(ModelVersion.version)).where(ModelVersion.model_id == model.id)
+    )
+    return (latest or 0) + 1
+
+
+def reissue_version(
+    *,
+    session: Session,
+    name: str,
+    version: int,
+    signing: SigningService,
+    note: str,
+    actor: str,
+    now: float,
+) -> ModelVersion:
+    """A new, higher version carrying the bytes of ``version``: how a rollback is shipped.
+
+    Devices refuse a lower version (anti-rollback), so going back means going
+    forward to the old bytes under freshly signed manifests. It is approved
+    already (its bytes were), and the caller commits it with the change that
+    needs it. ``note`` says why, in the version's lineage.
+    """
+    source = get_version(session=session, name=name, version=version)
+    number = _next_number(session, source.model)
+    artifacts = []
+    for artifact in source.artifacts:
+        envelope = schema.from_json(SignedEnvelope, artifact.manifest)
+        manifest = Manifest.from_signed(envelope.signed)
+        fresh = dataclasses.replace(
+            manifest,
+            version=number,
+            created_at=int(now),
+            expires_at=int(now) + MANIFEST_VALIDITY_DAYS * 86_400,
+        )
+        artifacts.append(
+            Artifact(
+                hardware_profile=artifact.hardware_profile,
+                variant=artifact.variant,
+                sha256=artifact.sha256,
+                size=artifact.size,
+                manifest=schema.to_json(signing.sign_manifest(fresh)),
+                created_at=now,
+            )
+        )
+    reissued = ModelVersion(
+        model=source.model,
+        version=number,
+        stage=VersionStage.APPROVED,
+        metrics=source.metrics,
+        dataset_hash=source.dataset_hash,
+        training_run=note[:128],
+        quantization=source.quantization,
+        code_version=source.code_version,
+        created_at=now,
+        created_by=actor,
+        artifacts=artifacts,
+    )
+    session.add(reissued)
+    session.flush()
+    audit.record(
+        session=session,
+        actor=actor,
+        action="version.reissue",
+        target_type="model",
+        target_id=f"{name}:{number}",
+        now=now,
+        after={**version_snapshot(reissued), "bytes_of": version, "note": note},
+    )
+    return reissued
 
 
 def set_stage(

@@ -76,6 +76,9 @@ class Settings(BaseSettings):
     ingest_flush_seconds: float = Field(0.5, gt=0, le=60)
     ingest_queue_size: int = Field(100_000, ge=100)
 
+    rollout_tick_seconds: float = Field(5.0, gt=0, le=300)
+    """How often running rollouts apply device events, judge waves and publish."""
+
     training_workers: int = Field(1, ge=0, le=16)
     """Training jobs run at once, each in its own process; 0 leaves jobs queued here."""
     training_threads: int = Field(1, ge=1, le=64)

@@ -16,6 +16,7 @@ from edgefleet.server.cli import (
     keys,
     local,
     models,
+    rollouts,
     training,
 )
 from edgefleet.server.cli.errors import CliError
@@ -78,6 +79,7 @@ for command in (
     datasets.datasets,
     training.train,
     training.jobs,
+    rollouts.rollout,
 ):
     cli.add_command(command)
 models.models.add_command(training.compare)

@@ -1,0 +1,82 @@
+"""Which artifacts the broker keeps as retained chunks: those some device still has to fetch.
+
+An artifact is needed while a device is told to run it (a deployment) and
+does not say it runs it yet (its retained state lists the active slot's
+sha256). That covers a device that is offline for a week: the chunks wait
+for it. Once nobody needs an artifact its chunks are cleared from the broker,
+which would otherwise keep every model ever shipped in memory.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from edgefleet.server.artifacts import ArtifactStore
+from edgefleet.server.db.models import Artifact, Device, DeviceDeployment, RetainedArtifact
+from edgefleet.server.rollouts import delivery
+
+log = logging.getLogger(__name__)
+
+
+def _active_sha256(running: Iterable[Any]) -> set[str]:
+    return {
+        slot["sha256"]
+        for slot in running
+        if isinstance(slot, dict) and slot.get("active") and isinstance(slot.get("sha256"), str)
+    }
+
+
+def needed(session: Session) -> dict[str, tuple[int, int]]:
+    """sha256 -> (chunk size, chunk count) of every artifact some device still has to fetch."""
+    rows = session.execute(
+        select(Artifact.sha256, Artifact.manifest, Device.running)
+        .join(DeviceDeployment, DeviceDeployment.artifact_id == Artifact.id)
+        .join(Device, Device.id == DeviceDeployment.device_id)
+    ).all()
+    found: dict[str, tuple[int, int]] = {}
+    for sha256, manifest, running in rows:
+        if sha256 in found or sha256 in _active_sha256(running or ()):
+            continue
+        spec = manifest["signed"]["artifact"]
+        found[sha256] = (int(spec["chunk_size"]), int(spec["chunk_count"]))
+    return found
+
+
+def sync(
+    *,
+    sessions: sessionmaker[Session],
+    publisher: delivery.Publisher,
+    store: ArtifactStore,
+    now: float,
+) -> None:
+    """Publish what is needed and not retained, clear what is retained and not needed.
+
+    Each publish or clear is recorded right after the broker acknowledged it,
+    so a failure half-way leaves the table true to the broker.
+    """
+    with sessions() as session:
+        wanted = needed(session)
+        held = {r.sha256: r for r in session.scalars(select(RetainedArtifact))}
+        for sha256, (chunk_size, _) in wanted.items():
+            if sha256 in held:
+                continue
+            count = delivery.publish_artifact(publisher, store, sha256, chunk_size)
+            session.add(
+                RetainedArtifact(
+                    sha256=sha256, chunk_size=chunk_size, chunk_count=count, published_at=now
+                )
+            )
+            session.commit()
+            log.info("artifact %s: %d chunks retained on the broker", sha256[:12], count)
+        for sha256, row in held.items():
+            if sha256 in wanted:
+                continue
+            delivery.clear_artifact(publisher, sha256, row.chunk_count)
+            session.delete(row)
+            session.commit()
+            log.info("artifact %s: chunks cleared from the broker", sha256[:12])
