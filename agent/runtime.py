@@ -186,7 +186,7 @@ class ModelRunner:
             )
         shape = array.shape
         if shape == self.input_shape:
-            array = array.reshape((1, *shape))
+            array = array[np.newaxis]
         elif len(shape) != self._batch_ndim or shape[1:] != self.input_shape or not shape[0]:
             dims = ", ".join(map(str, self.input_shape))
             raise InferenceInputError(

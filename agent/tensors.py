@@ -22,6 +22,9 @@ from edgefleet.shared.manifest import Quantization, TensorSpec
 
 RealArray = npt.NDArray[np.float32]
 
+SMALL_SAMPLE = 256
+"""Values per sample up to which clipping costs less than finding out it is not needed."""
+
 
 class TensorCodec:
     """Real values to a tensor's own dtype and back, per the manifest's quantization.
@@ -42,12 +45,20 @@ class TensorCodec:
         self._table: RealArray | None = None
         if not self.is_float:
             info = np.iinfo(self.dtype.name)
-            # float32 holds every 8- and 16-bit step exactly and halves the memory traffic;
-            # numpy scalars, not Python numbers, because a ufunc takes them without converting.
+            # float32 holds every 8- and 16-bit step exactly and halves the memory traffic.
             work = np.float32 if self.dtype.itemsize <= 2 else np.float64
             self._work = np.dtype(work)
-            self._bounds = (work(info.min), work(info.max))
-            self._steps = (work(self.scale), work(self.zero_point))
+            # A ufunc resolves a numpy scalar without converting it, a Python number with; on
+            # a small tensor an operand of the sample's own shape is cheaper still (0.5 us
+            # against 1 us a call), while a large one would double the memory read.
+            small = math.prod(spec.shape) <= SMALL_SAMPLE
+            self._always_clip = small
+
+            def operand(value: float) -> Any:
+                return np.full(spec.shape, value, work) if small else work(value)
+
+            self._bounds = (operand(info.min), operand(info.max))
+            self._steps = (operand(self.scale), operand(self.zero_point))
         if self.dtype.itemsize == 1:
             codes = np.arange(256, dtype=np.uint8).view(self.dtype).astype(np.float64)
             self._table = ((codes - self.zero_point) * self.scale).astype(np.float32)
@@ -66,15 +77,20 @@ class TensorCodec:
         steps = np.divide(real, scale, dtype=self._work)
         np.rint(steps, out=steps)  # before the zero point: half-to-even rounding needs it there
         steps += zero_point
-        np.maximum(steps, low, out=steps)  # np.clip is several times slower than these two
-        np.minimum(steps, high, out=steps)
+        # Two reductions find most large inputs inside the range, and spare two slower passes.
+        if self._always_clip or not (
+            low <= np.minimum.reduce(steps, axis=None)
+            and np.maximum.reduce(steps, axis=None) <= high
+        ):
+            np.maximum(steps, low, out=steps)  # np.clip is several times slower than these two
+            np.minimum(steps, high, out=steps)
         return steps.astype(self.dtype)
 
     def decode(self, raw: npt.NDArray[Any]) -> RealArray:
         if self.passthrough:
             return raw
         if self._table is not None:
-            real: RealArray = self._table[raw.view(np.uint8)]
+            real: RealArray = self._table.take(raw.view(np.uint8))  # cheaper than indexing
             return real
         real = raw.astype(np.float32)
         if self.scaled:
@@ -86,10 +102,11 @@ class TensorCodec:
 def all_finite(array: npt.NDArray[Any]) -> bool:
     """No NaN or infinity in ``array``.
 
-    Small arrays: one float64 sum is finite exactly then (float32 values cannot
-    overflow it), and one reduction costs less than ``isfinite().all()``'s two.
-    Past a few hundred values the two vectorized passes win.
+    The sum of squares by one BLAS dot is a single vectorized pass, cheaper at
+    every size measured (4 to 100,000 values) than ``isfinite().all()``'s two
+    passes or an ``add.reduce``: NaN and infinity propagate into it, so a
+    finite result proves every value finite. Finite values whose squares
+    overflow make it infinite too, so only then the exact check runs.
     """
-    if array.size > 256:
-        return bool(np.isfinite(array).all())
-    return math.isfinite(np.add.reduce(array, axis=None, dtype=np.float64))
+    flat = array.reshape(-1)
+    return math.isfinite(flat.dot(flat)) or bool(np.isfinite(flat).all())

@@ -225,6 +225,31 @@ def test_concurrent_callers_are_all_counted(
     assert counters.latency_ms.total == 1000
     drifts = service.close_drift(now=wall.now + 60, next_seq=seqs())
     assert [d.count for d in drifts] == [counters.inferences]
+    (window,) = service.close_telemetry(now=wall.now + 60, system=None, next_seq=seqs())
+    assert window.inferences == counters.inferences
+    assert window.latency_ms is not None
+    assert window.latency_ms.total == 1000
+
+
+def test_batches_larger_than_a_block_are_counted_timed_and_sketched(
+    service: InferenceService, float_model: ServedModel, inputs: Floats, wall: WallClock
+) -> None:
+    service.activate(float_model.load())
+    big = np.resize(inputs, (600, inputs.shape[1]))  # over the 256 rows a block holds
+    service.predict(inputs[0])
+    service.predict(big)
+    service.predict(big)
+    service.predict(inputs[:3])
+    counters = service.counters()
+    assert (counters.inferences, counters.latency_ms.total) == (1204, 4)
+    assert counters.p50_ms == pytest.approx(2.0, rel=0.25)
+    (window,) = service.close_telemetry(now=wall.now + 60, system=None, next_seq=seqs())
+    assert window.latency_ms is not None
+    assert (window.inferences, window.latency_ms.total) == (1204, 4)
+    assert window.confidence is not None
+    assert window.confidence.total == 1204
+    (drift,) = service.close_drift(now=wall.now + 60, next_seq=seqs())
+    assert drift.count == 1204
 
 
 # -- shadow ----------------------------------------------------------------------------

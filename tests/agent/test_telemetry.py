@@ -35,9 +35,17 @@ def test_latency_bounds_cover_microseconds_to_seconds_and_fit_a_histogram() -> N
 
 def test_a_latency_on_a_bound_goes_to_the_bucket_above() -> None:
     histogram = LatencyHistogram((1.0, 2.0))
-    for value in (0.5, 1.0, 1.5, 2.0, 9.0):
-        histogram.add(value)
-    assert histogram.counts == [1, 2, 2]
+    histogram.add_many(np.array([0.5, 1.0, 1.5, 2.0, 9.0]))
+    histogram.add_many(np.array([2.0]))
+    assert histogram.counts.tolist() == [1, 2, 3]
+    assert histogram.total == 6
+    assert histogram.snapshot() == messages.Histogram(bounds=(1.0, 2.0), counts=(1, 2, 3))
+
+
+def test_an_empty_block_of_latencies_adds_nothing() -> None:
+    histogram = LatencyHistogram()
+    histogram.add_many(np.empty(0))
+    assert (histogram.total, histogram.quantile(0.5)) == (0, None)
 
 
 @pytest.mark.parametrize(
@@ -59,8 +67,8 @@ def test_quantiles_interpolate_inside_a_bucket(
 def test_quantile_of_many_samples_is_within_one_bucket() -> None:
     values = np.random.default_rng(0).lognormal(mean=0.0, sigma=1.0, size=20_000)
     histogram = LatencyHistogram()
-    for value in values:
-        histogram.add(float(value))
+    for block in np.array_split(values, 80):  # as the inference service flushes them
+        histogram.add_many(block)
     for q in (0.5, 0.95, 0.99):
         estimate = histogram.quantile(q)
         assert estimate is not None
@@ -69,8 +77,8 @@ def test_quantile_of_many_samples_is_within_one_bucket() -> None:
 
 def test_a_window_counts_inferences_errors_latency_and_confidence() -> None:
     window = TelemetryWindowAccumulator(start=1000.0, model="vibration", version=3)
-    window.record(1, 0.4)
-    window.record(8, 3.0)
+    window.inferences += 9  # one call of 1 sample and one of 8, as the inference service adds
+    window.latency.add_many(np.array([0.4, 3.0]))
     window.record_errors(2)
     window.add_confidences(np.array([0.05, 0.55, 0.97, 0.999]))
     closed = window.close(

@@ -36,6 +36,30 @@ def test_8_bit_outputs_dequantize_through_the_table_like_the_arithmetic() -> Non
         np.testing.assert_array_equal(quantized.decode(codes), expected)
 
 
+@pytest.mark.parametrize("size", [6, 5000])
+@pytest.mark.parametrize("dtype", [TensorDType.INT8, TensorDType.UINT8, TensorDType.INT16])
+def test_large_and_small_tensors_quantize_alike_in_and_out_of_range(
+    size: int, dtype: TensorDType
+) -> None:
+    """Small samples always clip; large ones skip clipping only when nothing is outside."""
+    spec = TensorSpec(
+        name="t", dtype=dtype, shape=(1, size), quantization=Quantization(0.02, zero_point=3)
+    )
+    quantized = TensorCodec(spec)
+    info = np.iinfo(dtype.value)
+    rng = np.random.default_rng(size)
+    inside = rng.uniform(-1.0, 1.0, (2, size)).astype(np.float32)
+    outside = inside.copy()
+    outside[1, size // 2] = 1e6
+    outside[0, -1] = -1e6
+    for real in (inside, outside):
+        steps = np.rint(np.divide(real, np.float32(0.02), dtype=np.float32)) + 3
+        expected = np.clip(steps, info.min, info.max).astype(dtype.value)
+        np.testing.assert_array_equal(quantized.encode(real), expected)
+    saturated = quantized.encode(outside)
+    assert (saturated.min(), saturated.max()) == (info.min, info.max)
+
+
 def test_wider_integers_and_floats() -> None:
     int16 = codec(TensorDType.INT16, scale=0.001, zero_point=0)
     raw = int16.encode(np.array([[0.0015, -40.0, 0.0, 1.0, 2.0, 3.0]], np.float32))
