@@ -76,6 +76,9 @@ class ApiClient:
     ) -> Any:
         return self._request("POST", path, json=json, data=data, files=files)
 
+    def patch(self, path: str, *, json: Any) -> Any:
+        return self._request("PATCH", path, json=json)
+
     def _request(self, method: str, path: str, **kwargs: Any) -> Any:
         url = self._connection.url
         try:

@@ -209,3 +209,23 @@ def upload_version(
         return
     click.echo(f"uploaded {version['model']} v{version['version']} ({version['stage']})")
     _print_version(version)
+
+
+@models.command("stage")
+@click.argument("name")
+@click.argument("number", metavar="VERSION", type=click.IntRange(min=1))
+@click.argument("stage", type=click.Choice(["candidate", "approved", "deprecated"]))
+@json_option
+@connection_options
+def stage_version(name: str, number: int, stage: str, as_json: bool) -> None:
+    """Set a version's stage; only `approved` versions can be rolled out.
+
+    \b
+    Example:
+      edgefleet models stage vibration 4 approved
+    """
+    version = open_api().patch(f"/models/{segment(name)}/versions/{number}", json={"stage": stage})
+    if as_json:
+        print_json(version)
+    else:
+        click.echo(f"{version['model']} v{version['version']}: {version['stage']}")

@@ -8,7 +8,7 @@ from edgefleet.server.cli.rollouts import render_status
 from tests.harness.models import TfliteModels
 from tests.server.api.conftest import Server, unique_id
 from tests.server.api.test_models_api import upload
-from tests.server.api.test_rollouts_api import approve, fleet
+from tests.server.api.test_rollouts_api import fleet
 from tests.server.cli.conftest import Cli, lines
 
 
@@ -18,7 +18,9 @@ def test_create_start_steer_and_watch(
     group, _ = fleet(server, 3)
     model = unique_id("m")
     upload(server, model, tflite_models.float32, "sim", "float32")
-    approve(server, model, 1)
+    assert remote.ok("models", "stage", model, "1", "approved").stdout.strip() == (
+        f"{model} v1: approved"
+    )
 
     made = remote.ok(
         "rollout",
