@@ -25,10 +25,13 @@ import numpy.typing as npt
 
 from edgefleet.agent.errors import AgentError
 from edgefleet.agent.runtime import ModelRunner
+from edgefleet.shared.messages import ShadowSummary
 
 log = logging.getLogger(__name__)
 
 QUEUE_LIMIT = 64
+MAX_DELTA_MS = 1e6
+"""What an event's latency delta may say; a candidate slower than that by more is reported at it."""
 
 Outputs = npt.NDArray[np.float32]
 
@@ -43,6 +46,19 @@ class ShadowReport:
     """Mean latency per call, candidate minus served: positive means the candidate is slower."""
     errors: int = 0
     skipped: int = 0
+
+    def summary(self) -> ShadowSummary | None:
+        """The report as an event carries it; None before any sample was compared."""
+        if self.agreement_rate is None:
+            return None
+        delta = self.latency_delta_ms
+        return ShadowSummary(
+            samples=self.samples,
+            agreement=self.agreement_rate,
+            latency_delta_ms=None
+            if delta is None
+            else min(max(delta, -MAX_DELTA_MS), MAX_DELTA_MS),
+        )
 
 
 NO_SHADOW = ShadowReport(samples=0, agreement_rate=None, latency_delta_ms=None)

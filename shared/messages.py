@@ -217,8 +217,27 @@ class Drift:
 
 
 @dataclass(frozen=True, slots=True)
+class ShadowSummary:
+    """A shadow candidate against the served model, on the same live inputs.
+
+    ``agreement`` is the share of ``samples`` both models answered alike (a
+    failed candidate call disagrees). ``latency_delta_ms`` is the mean
+    latency per call of the candidate minus the served model's (positive:
+    the candidate is slower); None when the candidate finished no call.
+    """
+
+    samples: Count
+    agreement: Fraction
+    latency_delta_ms: Annotated[float, Range(-1e6, 1e6)] | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Event:
-    """One update-progress transition; ``reason`` explains every failure and rollback."""
+    """One update-progress transition; ``reason`` explains every failure and rollback.
+
+    ``shadow`` carries a shadow run's result as numbers (on its ``verified``
+    event), so the server can gate a rollout on it without parsing ``reason``.
+    """
 
     MAX_BYTES: ClassVar[int] = 8 * 1024
 
@@ -230,6 +249,7 @@ class Event:
     rollout_id: Identifier | None = None
     reason: Reason | None = None
     progress: Fraction | None = None
+    shadow: ShadowSummary | None = None
 
     def __post_init__(self) -> None:
         if self.kind in (EventKind.FAILED, EventKind.ROLLED_BACK):

@@ -37,7 +37,16 @@ from edgefleet.agent.update.state import (
     clip_reason,
     event_for,
 )
-from edgefleet.shared.messages import Event, EventKind, Identifier, Name, Slot, UpdatePhase, Version
+from edgefleet.shared.messages import (
+    Event,
+    EventKind,
+    Identifier,
+    Name,
+    ShadowSummary,
+    Slot,
+    UpdatePhase,
+    Version,
+)
 
 # -- signals (what happened) -----------------------------------------------------
 
@@ -96,7 +105,7 @@ class SelfTestPassed:
 
 @dataclass(frozen=True, slots=True)
 class ShadowReported:
-    summary: str
+    summary: ShadowSummary
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,11 +260,11 @@ def _advance(state: UpdateState, candidate: Candidate, signal: Signal, now: floa
     if isinstance(signal, ShadowReported):
         if not state.shadowing:
             raise UpdateStateError(f"a shadow report while {state.phase.value}, not in shadow")
-        return Step(
-            state,
-            (event_for(candidate, EventKind.VERIFIED, now, reason=f"shadow: {signal.summary}"),),
-            (StopShadow(),),
+        summary = signal.summary
+        verified = event_for(
+            candidate, EventKind.VERIFIED, now, reason=shadow_reason(summary), shadow=summary
         )
+        return Step(state, (verified,), (StopShadow(),))
     if isinstance(signal, Keep):
         _expect(state, signal, UpdatePhase.ACTIVE)
         return Step(
@@ -263,6 +272,15 @@ def _advance(state: UpdateState, candidate: Candidate, signal: Signal, now: floa
             (event_for(candidate, EventKind.HEALTHY, now, reason=signal.reason),),
         )
     raise UpdateStateError(f"unexpected signal {signal!r}")  # pragma: no cover
+
+
+def shadow_reason(summary: ShadowSummary) -> str:
+    """The shadow result in words, for people reading the event log."""
+    delta = summary.latency_delta_ms
+    return (
+        f"shadow: agreement {summary.agreement:.3f} over {summary.samples} samples, "
+        f"latency delta {'n/a' if delta is None else f'{delta:+.3f} ms'}"
+    )
 
 
 def _start(state: UpdateState, signal: Start, now: float) -> Step:

@@ -20,6 +20,7 @@ from edgefleet.shared.messages import (
     Name,
     Seq,
     Sha256,
+    ShadowSummary,
     Slot,
     Timestamp,
     UpdatePhase,
@@ -122,6 +123,7 @@ def event_for(
     at: float,
     reason: str | None = None,
     progress: float | None = None,
+    shadow: ShadowSummary | None = None,
 ) -> Event:
     return Event(
         seq=UNNUMBERED,
@@ -132,4 +134,5 @@ def event_for(
         rollout_id=candidate.rollout_id,
         reason=None if reason is None else clip_reason(reason),
         progress=progress,
+        shadow=shadow,
     )

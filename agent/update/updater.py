@@ -386,16 +386,9 @@ class Updater:
         return self._stale_runner
 
     def _shadow_due(self) -> None:
-        report = self._serving.shadow_report()
-        if report.samples < self._rules.shadow_samples:
-            return
-        agreement = "n/a" if report.agreement_rate is None else f"{report.agreement_rate:.3f}"
-        delta = "n/a" if report.latency_delta_ms is None else f"{report.latency_delta_ms:+.3f} ms"
-        self._drive(
-            ShadowReported(
-                f"agreement {agreement} over {report.samples} samples, latency delta {delta}"
-            )
-        )
+        summary = self._serving.shadow_report().summary()
+        if summary is not None and summary.samples >= self._rules.shadow_samples:
+            self._drive(ShadowReported(summary))
 
     def _probation_due(self) -> None:
         verdict = judge(

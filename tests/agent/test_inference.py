@@ -15,12 +15,12 @@ import pytest
 from edgefleet.agent.errors import InferenceFailedError, InferenceInputError, NoModelError
 from edgefleet.agent.inference import InferenceService
 from edgefleet.agent.runtime import ModelRunner
-from edgefleet.agent.shadow import ShadowRunner, agreeing
+from edgefleet.agent.shadow import ShadowReport, ShadowRunner, agreeing
 from edgefleet.agent.telemetry import SystemStats
 from edgefleet.shared import messages
 from edgefleet.shared.agent_config import DriftSection
 from edgefleet.shared.manifest import Baseline, BaselineBins
-from edgefleet.shared.messages import Drift, Slot, Telemetry
+from edgefleet.shared.messages import Drift, ShadowSummary, Slot, Telemetry
 from edgefleet.shared.sketch import bin_counts
 from tests.agent.conftest import ServedModel
 from tests.harness.models import TfliteModels
@@ -267,6 +267,7 @@ def test_a_shadow_of_the_same_model_agrees_everywhere(
     report = service.shadow_report()
     assert (report.samples, report.agreement_rate, report.errors, report.skipped) == (50, 1.0, 0, 0)
     assert report.latency_delta_ms is not None
+    assert report.summary() == ShadowSummary(50, 1.0, report.latency_delta_ms)
 
 
 def test_an_int8_candidate_mostly_agrees_with_the_float_model(
@@ -292,9 +293,21 @@ def test_a_failing_shadow_never_reaches_the_caller(
     assert service.wait_for_shadow(timeout=10)
     report = service.shadow_report()
     assert (report.samples, report.errors, report.agreement_rate) == (5, 5, 0.0)
+    # No candidate call finished, so there is no latency to compare: None, not a made-up 0.
+    assert report.summary() == ShadowSummary(samples=5, agreement=0.0, latency_delta_ms=None)
     assert service.counters().errors == 0
     service.set_shadow(None)
     assert service.shadow_report().samples == 0
+    assert service.shadow_report().summary() is None
+
+
+def test_a_shadow_summary_stays_within_what_an_event_may_carry() -> None:
+    slow = ShadowReport(samples=3, agreement_rate=1.0, latency_delta_ms=5e6)
+    fast = dataclasses.replace(slow, latency_delta_ms=-5e6)
+    assert [r.summary() for r in (slow, fast)] == [
+        ShadowSummary(3, 1.0, 1e6),
+        ShadowSummary(3, 1.0, -1e6),
+    ]
 
 
 def test_a_full_shadow_queue_skips_instead_of_blocking(float_model: ServedModel) -> None:
@@ -302,6 +315,7 @@ def test_a_full_shadow_queue_skips_instead_of_blocking(float_model: ServedModel)
     shadow.offer(np.zeros((3, 4), np.float32), np.zeros((3, 3), np.float32), 1.0)
     assert shadow.wait_idle(timeout=5)
     assert (shadow.report().skipped, shadow.report().samples) == (3, 0)
+    assert shadow.report().summary() is None  # nothing compared: nothing to report
     shadow.stop()
 
 

@@ -34,11 +34,13 @@ from edgefleet.agent.update.machine import (
     Step,
     StopFetch,
     StopShadow,
+    shadow_reason,
     step,
 )
 from edgefleet.agent.update.recovery import SlotModel, SlotsView, recover
 from edgefleet.agent.update.state import Candidate, UpdateState
-from edgefleet.shared.messages import EventKind, Slot, UpdatePhase
+from edgefleet.shared.messages import Event, EventKind, ShadowSummary, Slot, UpdatePhase
+from tests.fixtures.golden import golden_message
 from tests.shared.factories import Fleet, manifest
 
 FLEET = Fleet()
@@ -232,9 +234,13 @@ def test_shadow_candidate_rests_in_testing_then_is_promoted_without_a_download()
     assert shadowing.state.resting
     assert shadowing.actions == (Shadow(SHADOW),)
 
-    reported = step(shadowing.state, ShadowReported("agreement 0.99 over 200"), now=NOW)
+    summary = ShadowSummary(samples=200, agreement=0.99, latency_delta_ms=0.25)
+    reported = step(shadowing.state, ShadowReported(summary), now=NOW)
     assert reported.events[0].kind is EventKind.VERIFIED
-    assert reported.events[0].reason == "shadow: agreement 0.99 over 200"
+    assert reported.events[0].shadow == summary
+    assert reported.events[0].reason == (
+        "shadow: agreement 0.990 over 200 samples, latency delta +0.250 ms"
+    )
     assert reported.actions == (StopShadow(),)
 
     again = step(reported.state, Start(SHADOW, active=Slot.A, revision=9), now=NOW)
@@ -259,6 +265,24 @@ def test_another_version_replaces_a_shadow_candidate() -> None:
     assert result.actions == (StopShadow(), Fetch(newer))
 
 
+def test_a_shadow_candidate_that_finished_no_call_reports_no_latency_delta() -> None:
+    shadowing = step(at(UpdatePhase.TESTING, SHADOW), SelfTestPassed(), now=NOW).state
+    summary = ShadowSummary(samples=20, agreement=0.0)
+    (event,) = step(shadowing, ShadowReported(summary), now=NOW).events
+    assert (event.shadow, event.reason) == (
+        summary,
+        "shadow: agreement 0.000 over 20 samples, latency delta n/a",
+    )
+
+
+def test_the_golden_shadow_event_reads_as_the_machine_words_it() -> None:
+    golden = golden_message("events_verified_shadow")
+    assert isinstance(golden, Event)
+    assert golden.kind is EventKind.VERIFIED
+    assert golden.shadow is not None
+    assert golden.reason == shadow_reason(golden.shadow)
+
+
 def test_a_failing_shadow_candidate_stops_its_shadow() -> None:
     shadowing = step(at(UpdatePhase.TESTING, SHADOW), SelfTestPassed(), now=NOW).state
     result = step(shadowing, Fail("model_load_failed: gone"), now=NOW)
@@ -274,7 +298,7 @@ SIGNALS: list[Signal] = [
     Staged(),
     SelfTestStarted(),
     SelfTestPassed(),
-    ShadowReported("x"),
+    ShadowReported(ShadowSummary(samples=1, agreement=1.0)),
     Keep("x"),
     RollBack("x"),
     Fail("x"),

@@ -26,7 +26,16 @@ from edgefleet.agent.update.recovery import recover
 from edgefleet.agent.update.updater import Updater
 from edgefleet.shared.agent_config import DriftSection, UpdateSection
 from edgefleet.shared.manifest import Manifest, SelfTest, SelfTestVector
-from edgefleet.shared.messages import Deployment, Desired, Event, EventKind, Slot, UpdatePhase
+from edgefleet.shared.messages import (
+    Deployment,
+    Desired,
+    Event,
+    EventKind,
+    Slot,
+    UpdatePhase,
+    decode_as,
+    encode,
+)
 from edgefleet.shared.signed import SignedEnvelope
 from edgefleet.shared.topics import artifact_filter, artifact_topic
 from tests.agent.signed_models import (
@@ -380,9 +389,20 @@ def test_shadow_candidate_is_compared_then_promoted_without_a_second_download(
     for row in tflite_models.representative:
         running.service.predict(row)
     assert running.service.wait_for_shadow(5.0)
+    report = running.service.shadow_report()
     running.updater.tick()
-    assert running.events[-1].kind is EventKind.VERIFIED
-    assert (running.events[-1].reason or "").startswith("shadow: agreement ")
+    verified = running.events[-1]
+    assert verified.kind is EventKind.VERIFIED
+    assert (verified.reason or "").startswith("shadow: agreement ")
+    # The same result as numbers, which is what the server stores and gates on.
+    assert verified.shadow == report.summary()
+    assert verified.shadow is not None
+    # Calls that found the shadow queue full are skipped, never waited for.
+    assert verified.shadow.samples + report.skipped == len(tflite_models.representative)
+    assert verified.shadow.samples >= QUICK.shadow_samples
+    assert verified.shadow.agreement >= 0.9  # the int8 build of the same classifier
+    assert verified.shadow.latency_delta_ms is not None
+    assert decode_as(Event, encode(verified)) == verified
     calls = len(running.subs.calls)
     running.updater.on_desired(desired(FLEET, 3, deployment(FLEET, manifest)))
     assert running.kinds()[-2:] == [EventKind.RECEIVED, EventKind.INSTALLED]
