@@ -1,10 +1,12 @@
 """Which artifacts the broker keeps as retained chunks: those some device still has to fetch.
 
 An artifact is needed while a device is told to run it (a deployment) and
-does not say it runs it yet (its retained state lists the active slot's
-sha256). That covers a device that is offline for a week: the chunks wait
-for it. Once nobody needs an artifact its chunks are cleared from the broker,
-which would otherwise keep every model ever shipped in memory.
+does not say it runs that deployment yet (its retained state lists the
+active slot's model and version). Version, not bytes: a rollback ships the
+bytes a device still serves under a higher version, and the agent fetches
+them again like any other. That covers a device that is offline for a week:
+the chunks wait for it. Once nobody needs an artifact its chunks are cleared
+from the broker, which would otherwise keep every model ever shipped in memory.
 """
 
 from __future__ import annotations
@@ -23,24 +25,32 @@ from edgefleet.server.rollouts import delivery
 log = logging.getLogger(__name__)
 
 
-def _active_sha256(running: Iterable[Any]) -> set[str]:
-    return {
-        slot["sha256"]
+def _runs(running: Iterable[Any], model: str, version: int) -> bool:
+    return any(
+        isinstance(slot, dict)
+        and slot.get("active")
+        and slot.get("model") == model
+        and slot.get("version") == version
         for slot in running
-        if isinstance(slot, dict) and slot.get("active") and isinstance(slot.get("sha256"), str)
-    }
+    )
 
 
 def needed(session: Session) -> dict[str, tuple[int, int]]:
     """sha256 -> (chunk size, chunk count) of every artifact some device still has to fetch."""
     rows = session.execute(
-        select(Artifact.sha256, Artifact.manifest, Device.running)
+        select(
+            Artifact.sha256,
+            Artifact.manifest,
+            Device.running,
+            DeviceDeployment.model,
+            DeviceDeployment.version,
+        )
         .join(DeviceDeployment, DeviceDeployment.artifact_id == Artifact.id)
         .join(Device, Device.id == DeviceDeployment.device_id)
     ).all()
     found: dict[str, tuple[int, int]] = {}
-    for sha256, manifest, running in rows:
-        if sha256 in found or sha256 in _active_sha256(running or ()):
+    for sha256, manifest, running, model, version in rows:
+        if sha256 in found or _runs(running or (), model, version):
             continue
         spec = manifest["signed"]["artifact"]
         found[sha256] = (int(spec["chunk_size"]), int(spec["chunk_count"]))
