@@ -145,6 +145,8 @@ class RolloutExecutor:
                 if not _finish_wave(session, rollout, wave, policy, now):
                     return
                 continue
+            if decision.verdict is Verdict.WAIT:
+                return
             log.warning("rollout %s: %s (%s)", rollout.id, decision.verdict.value, decision.reason)
             if decision.verdict is Verdict.PAUSE:
                 before = service.snapshot(rollout)
