@@ -58,3 +58,27 @@ def build_tflite_models() -> TfliteModels:
         converter.inference_output_type = tf.int8
         int8 = converter.convert()
     return TfliteModels(float32=float32, int8=int8, representative=representative)
+
+
+def build_slow_classifier(width: int = 256, depth: int = 48) -> bytes:
+    """A float32 4 -> 3 softmax classifier like :func:`build_tflite_models`' but far slower.
+
+    One ``width`` x ``width`` dense layer applied ``depth`` times: the converter
+    stores its weights once, so the file stays small (about 0.3 MB) while each
+    inference costs ``depth`` matrix products, a latency many times the small
+    classifier's, which is what a latency gate must catch. ``tanh`` keeps the
+    repeated activations bounded.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    tf = importlib.import_module("tensorflow")
+    tf.get_logger().setLevel("ERROR")
+    tf.keras.utils.set_random_seed(0)
+    inputs = tf.keras.Input(shape=(4,))
+    hidden = tf.keras.layers.Dense(width, activation="tanh")(inputs)
+    repeated = tf.keras.layers.Dense(width, activation="tanh")
+    for _ in range(depth):
+        hidden = repeated(hidden)
+    outputs = tf.keras.layers.Dense(3, activation="softmax")(hidden)
+    model = tf.keras.Model(inputs, outputs)
+    data: bytes = tf.lite.TFLiteConverter.from_keras_model(model).convert()
+    return data
