@@ -96,6 +96,14 @@ def _telemetry_rows(device_id: str, message: Telemetry, received_at: float) -> l
     return rows
 
 
+def _shadow_columns(shadow: messages.ShadowSummary | None) -> dict[str, Any]:
+    return {
+        "shadow_samples": None if shadow is None else shadow.samples,
+        "shadow_agreement": None if shadow is None else shadow.agreement,
+        "shadow_latency_delta_ms": None if shadow is None else shadow.latency_delta_ms,
+    }
+
+
 def route(
     topic: str, payload: bytes, *, received_at: float, known_devices: Container[str]
 ) -> Routed | Rejection:
@@ -133,9 +141,7 @@ def route(
                 "reason": message.reason,
                 "progress": message.progress,
                 "received_at": received_at,
-                "shadow_samples": None,
-                "shadow_agreement": None,
-                "shadow_latency_delta_ms": None,
+                **_shadow_columns(message.shadow),
             }
         ]
     elif isinstance(message, messages.State):

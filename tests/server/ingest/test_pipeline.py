@@ -24,6 +24,25 @@ def test_golden_telemetry_becomes_one_row_per_window() -> None:
     assert all(r["device_id"] == "cam-1" for r in routed.telemetry)
 
 
+@pytest.mark.parametrize(
+    ("golden", "shadow"),
+    [("events_verified_shadow", (400, 0.975, 0.375)), ("events_downloading", (None, None, None))],
+)
+def test_shadow_results_land_in_their_columns(
+    golden: str, shadow: tuple[int | None, float | None, float | None]
+) -> None:
+    routed = route(
+        device_topic("cam-1", Channel.EVENTS),
+        golden_payload(golden),
+        received_at=T,
+        known_devices=KNOWN,
+    )
+    assert isinstance(routed, Routed)
+    [row] = routed.events
+    columns = ("shadow_samples", "shadow_agreement", "shadow_latency_delta_ms")
+    assert tuple(row[c] for c in columns) == shadow
+
+
 def test_last_will_marks_the_device_offline_at_arrival_time() -> None:
     routed = route(
         device_topic("cam-2", Channel.STATE),
