@@ -9,11 +9,30 @@ default reservoir and hard examples), divided by a bare
 ``set_tensor / invoke / get_tensor`` loop on an interpreter made the same way
 (same runtime, one thread, XNNPACK), on the same inputs. The bare loop is
 handed tensors already quantized; quantizing is part of what the agent adds.
-Repetitions alternate between the two paths and the medians are compared.
-Models, each as float32 and full-integer int8: the 4 -> 8 -> 3 test
-classifier (a few microseconds per invoke: the worst case for a per-call
-overhead), a 1-D CNN over a 128 x 3 vibration window and a 2-D CNN over a
-96 x 96 grey image (the kinds of model edge devices run).
+Repetitions alternate between the two paths and the medians are compared;
+a round of a slow model has fewer calls (about :data:`ROUND_SECONDS` each).
+Inputs are drawn over the range of the model's calibration data, the range a
+deployed model is fed.
+
+Models, each as float32 and full-integer int8, and why each is here:
+
+* ``classifier``, the 4 -> 8 -> 3 test classifier: a few microseconds per
+  invoke, so its ratio is the agent's fixed cost per call (Python calls,
+  quantization, accounting) over almost nothing. It cannot meet 1.05; its
+  ``overhead_us_per_call`` is the figure to watch, reported on its own as
+  ``overhead_floor_us_per_call``.
+* ``cnn1d``, a 1-D CNN over a 128 x 3 vibration window: predictive
+  maintenance, tens of microseconds per invoke.
+* ``cnn2d``, a small 2-D CNN over a 96 x 96 grey image: hundreds of microseconds.
+* ``kws``, a DS-CNN keyword spotter over 49 x 10 MFCC features (the TinyML
+  keyword-spotting model: one strided convolution, four depthwise-separable
+  blocks, 12 classes).
+* ``mobilenet``, MobileNetV2 (alpha 0.35) over a 96 x 96 grey frame with two
+  classes: the TinyML person-detection task (whose reference model takes
+  grey 96 x 96 frames), milliseconds per invoke, the realistic case for a
+  camera device. Random weights (``weights=None``, nothing is downloaded):
+  time per invoke does not depend on them. Not RGB: the server's manifest
+  has no room for even one self-test vector of 96 x 96 x 3 floats.
 
 **Memory** (goal: agent <= bare interpreter + 2 x model size + 20 MB):
 resident set size of a child process that only loads the interpreter and
@@ -64,6 +83,9 @@ from tests.bench.agent_memory import memory
 RESULTS = Path("bench-results") / "agent.json"
 OVERHEAD_GOAL = 1.05
 POOL = 256
+ROUND_SECONDS = 0.5
+MIN_CALLS = 100
+FLOOR_MODEL = "classifier-float32"
 Floats = npt.NDArray[Any]
 
 
@@ -108,7 +130,40 @@ def edge_models() -> dict[str, tuple[Any, Floats]]:
     return {
         "cnn1d": (vibration, rng.normal(size=(64, 128, 3)).astype(np.float32)),
         "cnn2d": (camera, rng.uniform(0, 1, size=(32, 96, 96, 1)).astype(np.float32)),
+        "kws": (keyword_spotter(tf), rng.normal(size=(64, 49, 10, 1)).astype(np.float32)),
+        "mobilenet": (
+            tf.keras.applications.MobileNetV2(
+                input_shape=(96, 96, 1), alpha=0.35, weights=None, classes=2
+            ),
+            rng.uniform(-1, 1, size=(16, 96, 96, 1)).astype(np.float32),
+        ),
     }
+
+
+def keyword_spotter(tf: Any) -> Any:
+    """DS-CNN for keyword spotting, the small variant of "Hello Edge" (Zhang et al., 2017)."""
+    layers = tf.keras.layers
+
+    def unit(conv: Any) -> list[Any]:
+        return [conv, layers.BatchNormalization(), layers.ReLU()]
+
+    blocks = [
+        layer
+        for _ in range(4)
+        for layer in (
+            *unit(layers.DepthwiseConv2D(3, padding="same")),
+            *unit(layers.Conv2D(64, 1)),
+        )
+    ]
+    return tf.keras.Sequential(
+        [
+            tf.keras.Input(shape=(49, 10, 1)),
+            *unit(layers.Conv2D(64, (10, 4), strides=2, padding="same")),
+            *blocks,
+            layers.GlobalAveragePooling2D(),
+            layers.Dense(12, activation="softmax"),
+        ]
+    )
 
 
 def with_baseline(runner: ModelRunner, data: Floats) -> Manifest:
@@ -143,14 +198,16 @@ def quantized(manifest: Manifest, inputs: Floats) -> list[Floats]:
 
 
 def overhead(
-    name: str, path: Path, manifest: Manifest, inputs: Floats, *, rounds: int
+    name: str, path: Path, manifest: Manifest, pool: Floats, *, calls: int, rounds: int
 ) -> dict[str, Any]:
+    """Both paths over ``pool``'s samples, cycled (big inputs times many calls would not fit)."""
     runtime = load_runtime()
     interpreter = runtime.create(path.read_bytes(), threads=1, xnnpack=True)
     interpreter.allocate_tensors()
     source = interpreter.get_input_details()[0]["index"]
     sink = interpreter.get_output_details()[0]["index"]
-    tensors = quantized(manifest, inputs)
+    pool_tensors = quantized(manifest, pool)
+    tensors = pool_tensors
 
     def bare() -> None:
         for tensor in tensors:
@@ -158,6 +215,11 @@ def overhead(
             interpreter.invoke()
             interpreter.get_tensor(sink)
 
+    started = time.perf_counter()
+    bare()
+    calls = calls_per_round(time.perf_counter() - started, len(pool), calls)
+    tensors = [pool_tensors[i % len(pool)] for i in range(calls)]
+    inputs = [pool[i % len(pool)] for i in range(calls)]
     runner = ModelRunner.load(path, manifest, threads=1, xnnpack=True)
     service = InferenceService(drift=DriftSection(), rng=np.random.default_rng(0))
     service.activate(runner)
@@ -180,7 +242,13 @@ def overhead(
     bare_s = statistics.median(times["bare"])
     agent_s = statistics.median(times["agent"])
     ratio = agent_s / bare_s
-    print(f"{name:<18} bare {bare_s * 1e6:8.1f} us  agent {agent_s * 1e6:8.1f} us  x{ratio:.3f}")
+    # Other load only ever adds time: the fastest rounds are the least disturbed.
+    best_ratio = min(times["agent"]) / min(times["bare"])
+    print(
+        f"{name:<18} bare {bare_s * 1e6:8.1f} us  agent {agent_s * 1e6:8.1f} us  "
+        f"overhead {(agent_s - bare_s) * 1e6:6.1f} us  x{ratio:.3f} "
+        f"(fastest rounds x{best_ratio:.3f})"
+    )
     return {
         "model": name,
         "model_bytes": manifest.artifact.size,
@@ -190,9 +258,17 @@ def overhead(
         "agent_us_per_call": agent_s * 1e6,
         "overhead_us_per_call": (agent_s - bare_s) * 1e6,
         "ratio": ratio,
+        "ratio_of_fastest_rounds": best_ratio,
         "meets_goal": ratio <= OVERHEAD_GOAL,
         "rounds_us": {k: [t * 1e6 for t in v] for k, v in times.items()},
     }
+
+
+def calls_per_round(seconds: float, timed: int, most: int) -> int:
+    """At most ``most`` calls, as many as take about :data:`ROUND_SECONDS` if ``timed``
+    calls took ``seconds`` (at least :data:`MIN_CALLS`)."""
+    fitting = int(timed * ROUND_SECONDS / seconds) if seconds > 0 else most
+    return min(most, max(MIN_CALLS, fitting))
 
 
 # -- run -----------------------------------------------------------------------------
@@ -243,21 +319,25 @@ def run(calls: int, rounds: int) -> dict[str, Any]:
             manifest = with_baseline(
                 ModelRunner.load(path, plain, threads=1, xnnpack=True), calibration
             )
-            # A pool of distinct inputs, cycled: big inputs times many calls would not fit.
-            pool = rng.uniform(-1, 1, (POOL, *calibration.shape[1:])).astype(np.float32)
-            inputs = pool[np.arange(calls) % POOL]
-            results.append(overhead(name, path, manifest, inputs, rounds=rounds))
+            # Inputs over the calibration data's range: what a deployed model is fed.
+            low, high = float(calibration.min()), float(calibration.max())
+            pool = rng.uniform(low, high, (POOL, *calibration.shape[1:])).astype(np.float32)
+            results.append(overhead(name, path, manifest, pool, calls=calls, rounds=rounds))
         classifier_path = workdir / "classifier-float32.tflite"
         used = memory(
             classifier.float32, manifest_for(classifier.float32, 1), classifier_path, workdir
         )
+    env["load_average_at_end"] = list(os.getloadavg())
+    floor = next(r["overhead_us_per_call"] for r in results if r["model"] == FLOOR_MODEL)
+    print(f"fixed overhead floor ({FLOOR_MODEL}): {floor:.1f} us per call")
     return {
         "goals": {
             "overhead_ratio_max": OVERHEAD_GOAL,
             "rss_max": "bare interpreter RSS + 2 x model bytes + 20 MiB",
         },
-        "parameters": {"calls_per_round": calls, "rounds": rounds},
+        "parameters": {"max_calls_per_round": calls, "rounds": rounds},
         "environment": env,
+        "overhead_floor_us_per_call": floor,
         "overhead": results,
         "memory": used,
     }
