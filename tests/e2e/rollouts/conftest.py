@@ -18,7 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import paho.mqtt.client as mqtt
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
 from sqlalchemy import select
 
 from edgefleet.agent.agent import Agent, Exit
@@ -34,10 +36,13 @@ from edgefleet.shared.agent_config import (
     parse_agent_config,
 )
 from edgefleet.shared.manifest import SelfTest
+from edgefleet.shared.messages import Desired, decode_as
 from edgefleet.shared.profiles import HardwareProfile, parse_profile
+from edgefleet.shared.topics import Channel, DeviceTopic, device_topic, parse_topic
 from tests.agent.e2e.harness import wait_until
-from tests.harness.broker import MosquittoBroker
+from tests.harness.broker import Credentials, MosquittoBroker
 from tests.harness.models import build_slow_classifier
+from tests.harness.mqtt import Recorder
 from tests.server.api.conftest import REPO, Server, running_server, server_settings, unique_id
 
 load_runtime()
@@ -81,7 +86,7 @@ class FleetAgent:
 
     def __init__(self, config: AgentConfig, profile: HardwareProfile) -> None:
         self.device_id = config.device.id
-        self._config = config
+        self.config = config
         self._profile = profile
         self._stop = threading.Event()
         self._serving = threading.Event()
@@ -92,7 +97,7 @@ class FleetAgent:
 
     def _run(self) -> None:
         while self.agent.run(self._stop) is Exit.RESTART and not self._stop.is_set():
-            self.agent = Agent.from_config(self._config, profile=self._profile)
+            self.agent = Agent.from_config(self.config, profile=self._profile)
 
     def active(self) -> tuple[int, str] | None:
         """(version, sha256) of the model this agent serves right now."""
@@ -147,6 +152,7 @@ class Fleet:
         self.agents: list[FleetAgent] = []
         self._server_stack: ExitStack | None = None
         self._server: Server | None = None
+        self._watchers: list[DesiredWatcher] = []
         self._profile = parse_profile((REPO / "firmware_configs" / "sim.toml").read_text())
 
     # -- server ------------------------------------------------------------------
@@ -211,6 +217,11 @@ class Fleet:
     def online(self) -> set[str]:
         with self.server.services.sessions() as session:
             return set(session.scalars(select(Device.id).where(Device.state == "online")))
+
+    def watch_desired(self) -> DesiredWatcher:
+        """From now on, every ``desired`` published to the fleet's devices."""
+        self._watchers.append(DesiredWatcher(self.broker, [a.config for a in self.agents]))
+        return self._watchers[-1]
 
     def agent(self, device_id: str) -> FleetAgent:
         return next(a for a in self.agents if a.device_id == device_id)
@@ -317,9 +328,65 @@ class Fleet:
         return rollout_id
 
     def stop(self) -> None:
+        for watcher in self._watchers:
+            watcher.close()
         for agent in self.agents:
             agent.stop()
         self.stop_server()
+        if self.settings.broker_session_expiry:
+            end_session(self.broker, self.settings.broker_client_id)
+
+
+def end_session(broker: MosquittoBroker, client_id: str) -> None:
+    """Make the broker drop the session a stopped server kept: left behind, it would take its
+    share of every later test's device messages for as long as it lives."""
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+    client.username_pw_set(broker.server_credentials.username, broker.server_credentials.password)
+    answered = threading.Event()
+    client.on_connect = lambda *_: answered.set()
+    client.connect(broker.host, broker.port, clean_start=True)
+    client.loop_start()
+    try:
+        assert answered.wait(10), "the broker did not answer the session clean-up"
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
+class DesiredWatcher:
+    """Every ``desired`` the server publishes while watching, as (device, revision).
+
+    One client per device, on the device's own credentials (the only account
+    the broker lets read a ``desired``). Live publishes only: a retained copy
+    handed over on subscribing is the broker's, not a new delivery.
+    """
+
+    def __init__(self, broker: MosquittoBroker, configs: list[AgentConfig]) -> None:
+        self._recorders = []
+        for config in configs:
+            credentials = Credentials(config.broker.username, config.broker.password)
+            recorder = Recorder(broker.client(credentials))
+            codes = recorder.subscribe(device_topic(config.device.id, Channel.DESIRED))
+            assert not any(code.is_failure for code in codes), codes
+            self._recorders.append(recorder)
+
+    def deliveries(self) -> list[tuple[str, int]]:
+        found = []
+        for recorder in self._recorders:
+            for message in recorder.messages:
+                if message.retain or not message.payload:
+                    continue
+                address = parse_topic(message.topic)
+                assert isinstance(address, DeviceTopic)
+                found.append(
+                    (address.device_id, decode_as(Desired, bytes(message.payload)).revision)
+                )
+        return found
+
+    def close(self) -> None:
+        for recorder in self._recorders:
+            recorder.client.disconnect()
+            recorder.client.loop_stop()
 
 
 NO_GATES: dict[str, Any] = {
