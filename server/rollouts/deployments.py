@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from edgefleet.server import registry
@@ -226,6 +226,11 @@ def pending_desired(session: Session, *, limit: int) -> list[PendingDesired]:
         PendingDesired(s.device_id, s.revision, tuple(by_device.get(s.device_id, ())))
         for s in states
     ]
+
+
+def mark_unpublished(session: Session) -> None:
+    """Every device's current revision is to be published again (the broker lost it)."""
+    session.execute(update(DesiredState).values(published_revision=0))
 
 
 def mark_published(session: Session, published: Sequence[PendingDesired], *, now: float) -> None:

@@ -72,11 +72,14 @@ class RolloutExecutor:
         self._signing = signing
         self._clock = clock
         self._connected = connected
+        self._broker_lost = False
+        """The broker was seen unreachable and what it retains is not known to be back."""
 
     def tick(self) -> None:
         """One pass over every active rollout, then publishing; errors are logged, not raised
         (the scheduler calls again in a few seconds)."""
         broker_up = self._connected()
+        self._broker_lost = self._broker_lost or not broker_up
         with self._sessions() as session:
             ids = session.scalars(
                 select(Rollout.id).where(
@@ -88,8 +91,8 @@ class RolloutExecutor:
                 self.advance(rollout_id, broker_up=broker_up)
             except ServerError:
                 log.exception("rollout %s: tick failed", rollout_id)
-        if broker_up:
-            self.publish()
+        if broker_up and self.publish(again=self._broker_lost):
+            self._broker_lost = False
 
     def advance(self, rollout_id: str, *, broker_up: bool) -> None:
         now = self._clock()
@@ -167,18 +170,34 @@ class RolloutExecutor:
                 _audit_system(session, rollout, "rollout.abort", now, before)
             return
 
-    def publish(self) -> None:
-        """Desired revisions ahead of the broker's, then the chunks devices still need."""
+    def publish(self, *, again: bool = False) -> bool:
+        """Desired revisions ahead of the broker's, then the chunks devices still need;
+        whether the broker took it all.
+
+        ``again`` after the broker was unreachable: it may have restarted without
+        its retained messages (a crash, or no persistence), and a device that
+        had not fetched its ``desired`` or chunks yet would wait for them forever.
+        So every device's current ``desired`` and every needed artifact go out
+        once more; an agent ignores a revision it has handled.
+        """
         try:
+            if again:
+                with self._sessions() as session:
+                    deployments.mark_unpublished(session)
+                    session.commit()
+                log.info("broker back: republishing every desired and needed artifact")
             self._publish_desired()
             retention.sync(
                 sessions=self._sessions,
                 publisher=self._publisher,
                 store=self._store,
                 now=self._clock(),
+                again=again,
             )
         except BrokerError as err:
             log.warning("publishing held until the broker answers: %s", err)
+            return False
+        return True
 
     def _publish_desired(self) -> None:
         trust = self._signing.trust_bundle()

@@ -63,8 +63,11 @@ def sync(
     publisher: delivery.Publisher,
     store: ArtifactStore,
     now: float,
+    again: bool = False,
 ) -> None:
-    """Publish what is needed and not retained, clear what is retained and not needed.
+    """Publish what is needed and not retained, clear what is retained and not needed;
+    with ``again``, publish what is needed even if it was retained (the broker may have
+    lost it).
 
     Each publish or clear is recorded right after the broker acknowledged it,
     so a failure half-way leaves the table true to the broker.
@@ -73,14 +76,18 @@ def sync(
         wanted = needed(session)
         held = {r.sha256: r for r in session.scalars(select(RetainedArtifact))}
         for sha256, (chunk_size, _) in wanted.items():
-            if sha256 in held:
+            if sha256 in held and not again:
                 continue
             count = delivery.publish_artifact(publisher, store, sha256, chunk_size)
-            session.add(
-                RetainedArtifact(
-                    sha256=sha256, chunk_size=chunk_size, chunk_count=count, published_at=now
+            row = held.get(sha256)
+            if row is None:
+                session.add(
+                    RetainedArtifact(
+                        sha256=sha256, chunk_size=chunk_size, chunk_count=count, published_at=now
+                    )
                 )
-            )
+            else:
+                row.chunk_size, row.chunk_count, row.published_at = chunk_size, count, now
             session.commit()
             log.info("artifact %s: %d chunks retained on the broker", sha256[:12], count)
         for sha256, row in held.items():
