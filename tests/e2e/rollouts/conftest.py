@@ -218,6 +218,13 @@ class Fleet:
         with self.server.services.sessions() as session:
             return set(session.scalars(select(Device.id).where(Device.state == "online")))
 
+    def revive(self, device_id: str) -> FleetAgent:
+        """Start a stopped device's agent again on its data directory."""
+        index = next(i for i, a in enumerate(self.agents) if a.device_id == device_id)
+        self.agents[index].stop()
+        self.agents[index] = FleetAgent(self.agents[index].config, self._profile)
+        return self.agents[index]
+
     def watch_desired(self) -> DesiredWatcher:
         """From now on, every ``desired`` published to the fleet's devices."""
         self._watchers.append(DesiredWatcher(self.broker, [a.config for a in self.agents]))

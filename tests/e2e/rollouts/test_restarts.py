@@ -70,3 +70,29 @@ def test_server_restart_mid_wave_neither_resends_nor_skips(
     assert last["started_at"] >= restarted
     sent = watcher.deliveries()
     assert Counter(device for device, _ in sent) == {a.device_id: 1 for a in fleet.agents}, sent
+
+
+def test_broker_restart_mid_wave_holds_progress_and_recovers(
+    make_fleet: FleetMaker, tflite_models: TfliteModels
+) -> None:
+    """One device of wave 2 is offline across the restart: what the broker kept for it
+    (its retained desired, the artifact's chunks) is gone when it comes back.
+
+    Any device of a wave counted failed or timed out would abort the rollout
+    (the default error threshold is 5%), so completing says none was.
+    """
+    fleet = make_fleet(8)
+    fleet.install(fleet.register(tflite_models.float32))
+    second = fleet.register(tflite_models.int8)
+    rollout_id = fleet.start_rollout(second, policy(soak=2, device_timeout_seconds=15))
+    away = next(d["device_id"] for d in fleet.devices(rollout_id) if d["wave"] == 1)
+    fleet.agent(away).stop()
+    wait_until(polled(lambda: away not in fleet.online()), "the device offline", WAIT)
+    wait_until(polled(lambda: wave_state(fleet, rollout_id, 1, "running")), "wave 2 runs", WAIT)
+
+    fleet.broker.restart()
+    fleet.revive(away)
+    status = fleet.wait_rollout(rollout_id, "completed", "paused", "aborted", timeout=60)
+
+    assert_completed_in_order(fleet, status, second)
+    assert {d["state"] for d in fleet.devices(rollout_id)} == {"healthy"}
