@@ -109,10 +109,10 @@ class VersionStats:
             ("latency", self.latency_bounds, self.latency_counts),
             ("confidence", self.confidence_bounds, self.confidence_counts),
         ):
-            if (bounds or counts) and len(counts) != len(bounds) + 1:
+            if (bounds or counts) and (not bounds or len(counts) != len(bounds) + 1):
                 raise InvalidInputError(
                     f"{name}_counts has {len(counts)} counts for {len(bounds)} bounds, "
-                    "want one more count than bounds"
+                    "want at least one bound and one more count than bounds"
                 )
 
     def error_rate(self) -> float | None:

@@ -67,6 +67,11 @@ def _fleet(count: int) -> list[str]:
         ),  # not ceil(7.000000000000001)
         (1000, (WaveSpec(percent=33.3), WaveSpec(percent=100.0)), [333, 667]),
         (
+            1000,
+            (WaveSpec(percent=0.1), WaveSpec(percent=100.0)),
+            [1, 999],
+        ),  # binary 0.1 is above 0.1
+        (
             10,
             (WaveSpec(count=3), WaveSpec(percent=50.0), WaveSpec(count=4), WaveSpec(percent=100.0)),
             [3, 2, 4, 1],

@@ -154,6 +154,10 @@ def _wave(**fields: Any) -> dict[str, Any]:
         ({"waves": [{"percent": True}]}, "waves[0].percent must be a number, got bool"),
         ({"waves": [{"count": 1.5}, {"percent": 100}]}, "waves[0].count must be a whole number"),
         ({"waves": [{"count": 0}, {"percent": 100}]}, "waves[0].count must be >= 1, got 0"),
+        (
+            {"waves": [{"count": True}, {"percent": 100}]},
+            "waves[0].count must be a whole number, got bool",
+        ),
         (_wave(soak_seconds=-1), "waves[0].soak_seconds must be >= 0, got -1"),
         (_wave(soak_seconds=float("inf")), "waves[0].soak_seconds must be >= 0, got inf"),
         (_wave(success_threshold=0), "waves[0].success_threshold must be in (0, 1], got 0"),

@@ -117,6 +117,26 @@ def test_a_repeated_wall_time_opens_once_at_its_first_occurrence() -> None:
     assert next_open(window, first + 1800) == berlin(2024, 10, 28, 2, 30)
 
 
+def test_a_pushed_wall_time_does_not_hide_an_earlier_real_one() -> None:
+    """Lord Howe Island springs forward by 30 minutes, 02:00 -> 02:30 (2024-10-06)."""
+    zone = ZoneInfo("Australia/Lord_Howe")
+    window = MaintenanceWindow("15,40 2 * * *", 60, "Australia/Lord_Howe")
+    real = datetime(2024, 10, 6, 2, 40, tzinfo=zone).timestamp()
+    pushed = datetime(2024, 10, 6, 2, 15, tzinfo=zone).timestamp()  # the clock reads 02:45
+    assert pushed - real == 300
+    assert next_open(window, datetime(2024, 10, 6, 0, 0, tzinfo=zone).timestamp()) == real
+    assert next_open(window, real + 60) == pushed
+
+
+def test_a_wall_time_pushed_past_midnight_opens_on_the_next_day() -> None:
+    """Nuuk springs forward at 23:00 -> 00:00 (2024-03-30): 23:30 becomes 00:30 of the 31st."""
+    window = MaintenanceWindow("30 23 * * *", 3600, "America/Nuuk")
+    pushed = utc(2024, 3, 31, 1, 30)  # 00:30 at UTC-1
+    assert next_open(window, utc(2024, 3, 31, 1, 10)) == pushed  # 00:10 on the 31st
+    assert is_open(window, pushed + 3599)
+    assert not is_open(window, pushed - 1)
+
+
 def test_the_duration_is_elapsed_time_across_a_clock_change() -> None:
     window = MaintenanceWindow("0 1 * * *", 3 * 3600, "Europe/Berlin")
     opening = utc(2024, 3, 31, 0, 0)  # 01:00 CET
