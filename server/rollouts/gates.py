@@ -69,6 +69,8 @@ def device_state_after(current: DeviceRolloutState, event_kind: str) -> DeviceRo
 
     (*) received, downloading, verified, installed. A state never moves back to
     an earlier phase, so duplicates and late, reordered events change nothing.
+    ``pending`` and ``notified`` take any answer: the event can beat the
+    executor's own record that it published the desired state.
     ``healthy`` turns into ``rolled_back`` when the agent's probation fails
     after it; a ``failed`` after ``healthy`` can only be a reordered earlier
     event (the agent reports probation failures as ``rolled_back``). A late
@@ -208,7 +210,6 @@ def _num(value: float) -> str:
 class _Shares:
     """The wave's device counts as the rules read them."""
 
-    devices: int
     active: int
     healthy: int
     errored: int
@@ -222,7 +223,6 @@ class _Shares:
 
         devices = sum(counts.values())
         return cls(
-            devices=devices,
             active=devices - counts.get(_S.SKIPPED, 0),
             healthy=counts.get(_S.HEALTHY, 0),
             errored=count(ERRORED),
@@ -353,9 +353,9 @@ def evaluate(stats: WaveStats, policy: RolloutPolicy) -> Decision:
     if results[0].status is not GateStatus.PASS:
         return decide(Verdict.WAIT, f"{healthy}, needs {_pct(wave.success_threshold)}")
     if stats.soak_started_at is None:
-        return decide(Verdict.START_SOAK, f"{healthy}: soak of {_num(wave.soak_seconds)} s starts")
+        return decide(Verdict.START_SOAK, f"{healthy}: soak of {wave.soak_seconds:g} s starts")
     soaked = stats.now - stats.soak_started_at
     if soaked < wave.soak_seconds:
-        left = wave.soak_seconds - soaked
-        return decide(Verdict.WAIT, f"{healthy}, soaking: {_num(left)} s left")
-    return decide(Verdict.ADVANCE, f"{healthy} and soaked {_num(wave.soak_seconds)} s")
+        left = math.ceil(wave.soak_seconds - soaked)
+        return decide(Verdict.WAIT, f"{healthy}, soaking: {left} s left")
+    return decide(Verdict.ADVANCE, f"{healthy} and soaked {wave.soak_seconds:g} s")

@@ -4,7 +4,7 @@ The policy travels as a JSON object (the API body, the DB column) and lives in
 memory as frozen dataclasses. :func:`policy_from_dict` is the one way in from
 JSON: it refuses unknown keys (a typo such as ``soak_secnds`` must not quietly
 fall back to a default soak), checks every type, fills in defaults and then
-:func:`validate`\\s. :func:`policy_to_dict` writes every field, defaults
+calls :func:`validate`. :func:`policy_to_dict` writes every field, defaults
 included, so a stored policy still means the same after a default changes.
 Every refusal is an :class:`InvalidInputError` naming the field, such as
 ``waves[2].percent must be in (0, 100], got 120``.

@@ -284,7 +284,7 @@ def test_the_soak_starts_when_the_success_share_is_reached(
     ("now", "verdict", "reason"),
     [
         (1030.0, Verdict.WAIT, "9 of 10 healthy (90%), soaking: 30 s left"),
-        (1059.9, Verdict.WAIT, "9 of 10 healthy (90%), soaking: 0.1 s left"),
+        (1059.9, Verdict.WAIT, "9 of 10 healthy (90%), soaking: 1 s left"),
         (1060.0, Verdict.ADVANCE, "9 of 10 healthy (90%) and soaked 60 s"),
         (5000.0, Verdict.ADVANCE, "9 of 10 healthy (90%) and soaked 60 s"),
     ],
