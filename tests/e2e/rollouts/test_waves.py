@@ -7,11 +7,31 @@ import pytest
 from tests.e2e.rollouts.conftest import NO_GATES, FleetMaker
 from tests.harness.models import TfliteModels
 
-pytestmark = [pytest.mark.slow, pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)]
-
 SOAK = 1.5
 
 
+def test_two_waves_over_three_devices_complete(
+    make_fleet: FleetMaker, tflite_models: TfliteModels
+) -> None:
+    """The quick one, on both database backends: the tick, the events and the desired
+    revisions through a real agent's update, wave after wave."""
+    fleet = make_fleet(3)
+    first = fleet.register(tflite_models.float32)
+    policy = {"waves": [{"count": 1, "soak_seconds": 0}, {"percent": 100, "soak_seconds": 0}]}
+    rollout_id = fleet.start_rollout(first, policy | {"gates": NO_GATES})
+    status = fleet.wait_rollout(rollout_id, "completed", "paused", "aborted")
+
+    assert status["state"] == "completed", status
+    assert [(w["devices"], w["by_state"]) for w in status["waves"]] == [
+        (1, {"healthy": 1}),
+        (2, {"healthy": 2}),
+    ]
+    assert status["waves"][0]["finished_at"] <= status["waves"][1]["started_at"]
+    fleet.wait_serving(first)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_four_waves_over_twenty_devices_complete_in_order(
     make_fleet: FleetMaker, tflite_models: TfliteModels
 ) -> None:
