@@ -143,7 +143,11 @@ def create_rollout(
 
 
 def _action(name: str, verb: str, doc: str, *, with_reason: bool = False) -> None:
-    @rollout.command(name, help=doc)
+    example = f"\n\n\b\nExample:\n  edgefleet rollout {name} ro-1a2b3c4d5e6f" + (
+        " --reason 'night shift'" if with_reason else ""
+    )
+
+    @rollout.command(name, help=doc + example)
     @click.argument("rollout_id")
     @json_option
     @connection_options
@@ -181,7 +185,12 @@ _action(
 def list_rollouts(
     state: str | None, group: str | None, model: str | None, limit: int, as_json: bool
 ) -> None:
-    """List rollouts, newest first."""
+    """List rollouts, newest first.
+
+    \b
+    Example:
+      edgefleet rollout list --state running
+    """
     found = open_api().get(
         "/rollouts", params={"state": state, "group": group, "model": model, "limit": limit}
     )

@@ -44,6 +44,9 @@ def event_row(device_id: str, seq: int) -> dict[str, object]:
         "reason": None,
         "progress": None,
         "received_at": T,
+        "shadow_samples": None,
+        "shadow_agreement": None,
+        "shadow_latency_delta_ms": None,
     }
 
 
