@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field, StringConstraints
 
 from edgefleet.server.api.schemas import ShortText, Strict
 from edgefleet.server.db.models import Rollout, RolloutDevice
-from edgefleet.server.rollouts.status import RolloutProgress
+from edgefleet.server.rollouts.status import RolloutProgress, WaveProgress
 
 POLICY_HELP = (
     "waves (list of {percent|count, soak_seconds, success_threshold, error_threshold, "
@@ -70,22 +70,10 @@ class RolloutPublic(BaseModel):
         )
 
 
-class WavePublic(BaseModel):
-    index: int
-    state: str
-    target: str
-    devices: int
-    by_state: dict[str, int]
-    started_at: float | None
-    soak_started_at: float | None
-    soak_seconds: float
-    finished_at: float | None
-    gates: list[dict[str, Any]] = Field(description="name, value, limit, status of each gate")
-    reason: str | None
-
-
 class RolloutStatus(RolloutPublic):
-    waves: list[WavePublic]
+    waves: list[WaveProgress] = Field(
+        description="per wave: target, state, devices by state, gates"
+    )
     by_state: dict[str, int]
     eta_seconds: float | None
 
@@ -93,14 +81,10 @@ class RolloutStatus(RolloutPublic):
     def of_progress(cls, progress: RolloutProgress) -> RolloutStatus:
         return cls(
             **RolloutPublic.of(progress.rollout).model_dump(),
-            waves=[WavePublic(**vars_of(w)) for w in progress.waves],
+            waves=progress.waves,
             by_state=progress.by_state,
             eta_seconds=progress.eta_seconds,
         )
-
-
-def vars_of(wave: object) -> dict[str, Any]:
-    return {name: getattr(wave, name) for name in WavePublic.model_fields}
 
 
 class RolloutDevicePublic(BaseModel):

@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from edgefleet.server import audit, groups, registry
+from edgefleet.server import groups, registry
 from edgefleet.server.artifacts import ArtifactStore
 from edgefleet.server.db.models import (
     Device,
@@ -156,7 +156,9 @@ class RolloutExecutor:
                 wave.state = WaveState.BREACHED
                 rollout.state = RolloutState.PAUSED
                 rollout.reason = decision.reason[:500]
-                _audit_system(session, rollout, "rollout.pause", now, before)
+                service.audit_change(
+                    session, rollout, "rollout.pause", SYSTEM_ACTOR, now, before=before
+                )
             elif decision.verdict is Verdict.ABORT:
                 before = service.snapshot(rollout)
                 service.finish_aborted(
@@ -167,7 +169,9 @@ class RolloutExecutor:
                     now=now,
                     reason=decision.reason,
                 )
-                _audit_system(session, rollout, "rollout.abort", now, before)
+                service.audit_change(
+                    session, rollout, "rollout.abort", SYSTEM_ACTOR, now, before=before
+                )
             return
 
     def publish(self, *, again: bool = False) -> bool:
@@ -386,7 +390,7 @@ def _finish_wave(
         rollout.state = RolloutState.COMPLETED
         rollout.active_key = None
         rollout.finished_at = now
-        _audit_system(session, rollout, "rollout.complete", now, before)
+        service.audit_change(session, rollout, "rollout.complete", SYSTEM_ACTOR, now, before=before)
         return False
     if policy.approval_between_waves:
         wave.state = WaveState.AWAITING_APPROVAL
@@ -394,18 +398,3 @@ def _finish_wave(
     wave.state = WaveState.DONE
     rollout.current_wave += 1
     return True
-
-
-def _audit_system(
-    session: Session, rollout: Rollout, action: str, now: float, before: dict[str, object]
-) -> None:
-    audit.record(
-        session=session,
-        actor=SYSTEM_ACTOR,
-        action=action,
-        target_type="rollout",
-        target_id=rollout.id,
-        now=now,
-        before=dict(before),
-        after=service.snapshot(rollout),
-    )

@@ -181,7 +181,7 @@ def create_rollout(*, session: Session, spec: RolloutSpec, actor: str, now: floa
     )
     session.add(rollout)
     session.flush()
-    _audit(session, rollout, "rollout.create", actor, now, before=None)
+    audit_change(session, rollout, "rollout.create", actor, now, before=None)
     session.commit()
     return rollout
 
@@ -207,7 +207,7 @@ def start_rollout(*, session: Session, rollout_id: str, actor: str, now: float) 
     rollout.active_key = f"{rollout.group_id}:{rollout.model_id}"
     rollout.started_at = now
     rollout.updated_at = now
-    _audit(session, rollout, "rollout.start", actor, now, before=before)
+    audit_change(session, rollout, "rollout.start", actor, now, before=before)
     try:
         session.commit()
     except IntegrityError as err:
@@ -228,7 +228,7 @@ def pause_rollout(
     rollout.state = RolloutState.PAUSED
     rollout.reason = reason or f"paused by {actor}"
     rollout.updated_at = now
-    _audit(session, rollout, "rollout.pause", actor, now, before=before)
+    audit_change(session, rollout, "rollout.pause", actor, now, before=before)
     session.commit()
     return rollout
 
@@ -246,7 +246,7 @@ def resume_rollout(*, session: Session, rollout_id: str, actor: str, now: float)
         wave.state = WaveState.RUNNING
         wave.soak_started_at = None
         wave.reason = None
-    _audit(session, rollout, "rollout.resume", actor, now, before=before)
+    audit_change(session, rollout, "rollout.resume", actor, now, before=before)
     session.commit()
     return rollout
 
@@ -267,7 +267,7 @@ def approve_wave(*, session: Session, rollout_id: str, actor: str, now: float) -
     wave.approved_by = actor
     rollout.current_wave += 1
     rollout.updated_at = now
-    _audit(session, rollout, "rollout.approve", actor, now, before=before)
+    audit_change(session, rollout, "rollout.approve", actor, now, before=before)
     session.commit()
     return rollout
 
@@ -292,7 +292,7 @@ def abort_rollout(
         now=now,
         reason=reason or f"aborted by {actor}",
     )
-    _audit(session, rollout, "rollout.abort", actor, now, before=before)
+    audit_change(session, rollout, "rollout.abort", actor, now, before=before)
     session.commit()
     return rollout
 
@@ -358,7 +358,7 @@ def _require(rollout: Rollout, action: str, *states: RolloutState) -> None:
         )
 
 
-def _audit(
+def audit_change(
     session: Session,
     rollout: Rollout,
     action: str,
