@@ -19,6 +19,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -478,3 +479,122 @@ class RetainedArtifact(Base):
     chunk_size: Mapped[int] = mapped_column(Integer)
     chunk_count: Mapped[int] = mapped_column(Integer)
     published_at: Mapped[float] = mapped_column(Float)
+
+
+class DriftWindow(Base):
+    """One device's drift window, judged at ingest against its version's baseline.
+
+    The raw counts stay next to the statistics: a group's or the fleet's drift
+    is computed from the summed counts, and a change of calibration can be
+    re-run over history.
+    """
+
+    __tablename__ = "drift_windows"
+    __table_args__ = (
+        UniqueConstraint("device_id", "seq"),
+        Index("ix_drift_windows_device_end", "device_id", "window_end"),
+        Index("ix_drift_windows_model_end", "model", "window_end"),
+    )
+
+    id: Mapped[int] = mapped_column(Id64, primary_key=True, autoincrement=True)
+    device_id: Mapped[str] = mapped_column(String(NAME))
+    seq: Mapped[int] = mapped_column(BigInteger)
+    model: Mapped[str] = mapped_column(String(NAME))
+    version: Mapped[int] = mapped_column(Integer)
+    window_start: Mapped[float] = mapped_column(Float)
+    window_end: Mapped[float] = mapped_column(Float)
+    count: Mapped[int] = mapped_column(BigInteger)
+    score: Mapped[float | None] = mapped_column(Float)
+    """Largest statistic over its calibrated limit; above 1 is flagged. None: too few inferences."""
+    flagged: Mapped[bool] = mapped_column(Boolean)
+    max_psi: Mapped[float | None] = mapped_column(Float)
+    max_ks: Mapped[float | None] = mapped_column(Float)
+    output_psi: Mapped[float | None] = mapped_column(Float)
+    mean_confidence: Mapped[float | None] = mapped_column(Float)
+    confidence_change: Mapped[float | None] = mapped_column(Float)
+    """Window mean confidence minus the version's mean confidence on its training data."""
+    statistics: Mapped[dict[str, Any]] = mapped_column()
+    """Per-feature PSI and KS and the limits the window was judged by."""
+    counts: Mapped[dict[str, Any]] = mapped_column()
+    """The sketch as sent: feature name -> counts, and the output's."""
+    samples: Mapped[int] = mapped_column(Integer)
+    received_at: Mapped[float] = mapped_column(Float)
+
+
+class EdgeSample(Base):
+    """A raw input a device kept for retraining (a reservoir draw or a hard example).
+
+    ``values`` are little-endian float32, the model input flattened; the
+    shape is the version's input shape.
+    """
+
+    __tablename__ = "edge_samples"
+    __table_args__ = (
+        UniqueConstraint("device_id", "sample_id"),
+        Index("ix_edge_samples_model_received", "model", "received_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Id64, primary_key=True, autoincrement=True)
+    device_id: Mapped[str] = mapped_column(String(NAME))
+    sample_id: Mapped[str] = mapped_column(String(128))
+    model: Mapped[str] = mapped_column(String(NAME))
+    version: Mapped[int] = mapped_column(Integer)
+    window_seq: Mapped[int] = mapped_column(BigInteger)
+    reason: Mapped[str] = mapped_column(String(16))
+    confidence: Mapped[float | None] = mapped_column(Float)
+    values: Mapped[bytes] = mapped_column(LargeBinary)
+    label: Mapped[str | None] = mapped_column(String(128))
+    labelled_at: Mapped[float | None] = mapped_column(Float)
+    labelled_by: Mapped[str | None] = mapped_column(String(NAME))
+    folded_into: Mapped[str | None] = mapped_column(String(160))
+    """``dataset:version`` that first took this sample for training (lineage)."""
+    received_at: Mapped[float] = mapped_column(Float)
+
+
+class RetrainingPolicyRecord(Base):
+    """A model's retraining policy (JSON form of ``retraining.policy``) and its trigger clock."""
+
+    __tablename__ = "retraining_policies"
+
+    model_id: Mapped[int] = mapped_column(
+        ForeignKey("models.id", ondelete="CASCADE"), primary_key=True
+    )
+    policy: Mapped[dict[str, Any]] = mapped_column()
+    updated_at: Mapped[float] = mapped_column(Float)
+    updated_by: Mapped[str] = mapped_column(String(NAME))
+    last_triggered_at: Mapped[float | None] = mapped_column(Float)
+    last_checked_at: Mapped[float | None] = mapped_column(Float)
+    model: Mapped[Model] = relationship()
+
+
+class RetrainingState(StrEnum):
+    TRAINING = "training"
+    FAILED = "failed"
+    REJECTED = "rejected"
+    AWAITING_APPROVAL = "awaiting_approval"
+    DECLINED = "declined"
+    PROMOTED = "promoted"
+
+
+class RetrainingRun(Base):
+    """One pass of the loop: trigger, dataset, challenger job, comparison, promotion."""
+
+    __tablename__ = "retraining_runs"
+
+    id: Mapped[int] = mapped_column(Id64, primary_key=True, autoincrement=True)
+    model_name: Mapped[str] = mapped_column(String(NAME), index=True)
+    state: Mapped[str] = mapped_column(String(24))
+    active_key: Mapped[str | None] = mapped_column(String(NAME), unique=True)
+    """The model's name while the run is unfinished: one run per model at a time."""
+    trigger: Mapped[dict[str, Any]] = mapped_column()
+    champion_version: Mapped[int | None] = mapped_column(Integer)
+    dataset_name: Mapped[str | None] = mapped_column(String(NAME))
+    dataset_version: Mapped[int | None] = mapped_column(Integer)
+    job_id: Mapped[int | None] = mapped_column(ForeignKey("training_jobs.id"))
+    challenger_version: Mapped[int | None] = mapped_column(Integer)
+    decision: Mapped[dict[str, Any] | None] = mapped_column()
+    rollout_id: Mapped[str | None] = mapped_column(String(64))
+    reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[float] = mapped_column(Float)
+    updated_at: Mapped[float] = mapped_column(Float)
+    finished_at: Mapped[float | None] = mapped_column(Float)
