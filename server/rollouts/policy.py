@@ -12,18 +12,31 @@ Every refusal is an :class:`InvalidInputError` naming the field, such as
 
 from __future__ import annotations
 
-import dataclasses
-import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any
 
 from edgefleet.server.errors import InvalidInputError
+from edgefleet.server.policy_fields import (
+    AT_LEAST_ONE,
+    NON_NEGATIVE,
+    PERCENT,
+    POSITIVE,
+    Range,
+    boolean,
+    check,
+    choice,
+    integer,
+    kind,
+    number,
+    optional,
+    plain,
+    record,
+    show,
+    string,
+)
 from edgefleet.server.rollouts import window
-
-if TYPE_CHECKING:
-    from _typeshed import DataclassInstance
 
 MAX_WAVES = 20
 MAX_WINDOW_SECONDS = 7 * 24 * 3600
@@ -106,45 +119,10 @@ class RolloutPolicy:
     maintenance: MaintenanceWindow | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class _Range:
-    """A closed or open interval that says itself the way the error messages do."""
-
-    low: float
-    high: float = math.inf
-    low_open: bool = False
-    high_open: bool = False
-
-    def contains(self, value: float) -> bool:
-        above = value > self.low if self.low_open else value >= self.low
-        below = value < self.high if self.high_open or self.high == math.inf else value <= self.high
-        return above and below
-
-    def __str__(self) -> str:
-        if self.high == math.inf:
-            return f"{'>' if self.low_open else '>='} {_show(self.low)}"
-        left = "(" if self.low_open else "["
-        right = ")" if self.high_open else "]"
-        return f"in {left}{_show(self.low)}, {_show(self.high)}{right}"
-
-
-_PERCENT = _Range(0, 100, low_open=True)
-_SECONDS = _Range(0)
-_POSITIVE = _Range(0, low_open=True)
-_SHARE = _Range(0, 1, low_open=True)
-_SHARE_BELOW_ONE = _Range(0, 1, high_open=True)
-_FRACTION = _Range(0, 1)
-_AT_LEAST_ONE = _Range(1)
-_WINDOW = _Range(0, MAX_WINDOW_SECONDS, low_open=True)
-
-
-def _show(value: float) -> str:
-    return f"{value:.15g}"
-
-
-def _check(value: float, path: str, allowed: _Range) -> None:
-    if not allowed.contains(value):
-        raise InvalidInputError(f"{path} must be {allowed}, got {_show(value)}")
+_SHARE = Range(0, 1, low_open=True)
+_SHARE_BELOW_ONE = Range(0, 1, high_open=True)
+_FRACTION = Range(0, 1)
+_WINDOW = Range(0, MAX_WINDOW_SECONDS, low_open=True)
 
 
 def validate(policy: RolloutPolicy) -> RolloutPolicy:
@@ -158,8 +136,8 @@ def validate(policy: RolloutPolicy) -> RolloutPolicy:
             continue
         if previous is not None and wave.percent <= previous:
             raise InvalidInputError(
-                f"{path}.percent must be above the previous wave's {_show(previous)}, "
-                f"got {_show(wave.percent)} (percents are cumulative)"
+                f"{path}.percent must be above the previous wave's {show(previous)}, "
+                f"got {show(wave.percent)} (percents are cumulative)"
             )
         previous = wave.percent
     if policy.waves[-1].percent != 100:
@@ -187,31 +165,31 @@ def _check_wave(wave: WaveSpec, path: str) -> None:
     if (wave.percent is None) == (wave.count is None):
         raise InvalidInputError(f"{path} needs exactly one of percent and count")
     if wave.percent is not None:
-        _check(wave.percent, f"{path}.percent", _PERCENT)
+        check(wave.percent, f"{path}.percent", PERCENT)
     if wave.count is not None:
-        _check(wave.count, f"{path}.count", _AT_LEAST_ONE)
-    _check(wave.soak_seconds, f"{path}.soak_seconds", _SECONDS)
-    _check(wave.success_threshold, f"{path}.success_threshold", _SHARE)
-    _check(wave.error_threshold, f"{path}.error_threshold", _SHARE_BELOW_ONE)
-    _check(wave.error_min_finished, f"{path}.error_min_finished", _AT_LEAST_ONE)
-    _check(wave.device_timeout_seconds, f"{path}.device_timeout_seconds", _POSITIVE)
+        check(wave.count, f"{path}.count", AT_LEAST_ONE)
+    check(wave.soak_seconds, f"{path}.soak_seconds", NON_NEGATIVE)
+    check(wave.success_threshold, f"{path}.success_threshold", _SHARE)
+    check(wave.error_threshold, f"{path}.error_threshold", _SHARE_BELOW_ONE)
+    check(wave.error_min_finished, f"{path}.error_min_finished", AT_LEAST_ONE)
+    check(wave.device_timeout_seconds, f"{path}.device_timeout_seconds", POSITIVE)
 
 
 def _check_gates(gates: Gates) -> None:
     limits = (
         ("max_error_rate_increase", gates.max_error_rate_increase, _FRACTION),
-        ("max_p95_latency_ratio", gates.max_p95_latency_ratio, _POSITIVE),
-        ("max_output_psi", gates.max_output_psi, _POSITIVE),
+        ("max_p95_latency_ratio", gates.max_p95_latency_ratio, POSITIVE),
+        ("max_output_psi", gates.max_output_psi, POSITIVE),
         ("min_shadow_agreement", gates.min_shadow_agreement, _FRACTION),
     )
     for name, value, allowed in limits:
         if value is not None:
-            _check(value, f"gates.{name}", allowed)
-    _check(gates.min_inferences, "gates.min_inferences", _AT_LEAST_ONE)
+            check(value, f"gates.{name}", allowed)
+    check(gates.min_inferences, "gates.min_inferences", AT_LEAST_ONE)
 
 
 def _check_window(maintenance: MaintenanceWindow) -> None:
-    _check(maintenance.duration_seconds, "maintenance.duration_seconds", _WINDOW)
+    check(maintenance.duration_seconds, "maintenance.duration_seconds", _WINDOW)
     for name, parse, value in (
         ("cron", window.parse_cron, maintenance.cron),
         ("timezone", window.time_zone, maintenance.timezone),
@@ -222,121 +200,50 @@ def _check_window(maintenance: MaintenanceWindow) -> None:
             raise InvalidInputError(f"maintenance.{name}: {err}") from err
 
 
-_Convert = Callable[[Any, str], Any]
-_T = TypeVar("_T", bound="DataclassInstance")
-
-
-def _kind(value: object) -> str:
-    return "null" if value is None else type(value).__name__
-
-
-def _number(value: object, path: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise InvalidInputError(f"{path} must be a number, got {_kind(value)}")
-    return float(value)
-
-
-def _integer(value: object, path: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidInputError(f"{path} must be a whole number, got {_kind(value)}")
-    return value
-
-
-def _boolean(value: object, path: str) -> bool:
-    if not isinstance(value, bool):
-        raise InvalidInputError(f"{path} must be true or false, got {_kind(value)}")
-    return value
-
-
-def _string(value: object, path: str) -> str:
-    if not isinstance(value, str):
-        raise InvalidInputError(f"{path} must be a string, got {_kind(value)}")
-    return value
-
-
-def _optional(convert: _Convert) -> _Convert:
-    return lambda value, path: None if value is None else convert(value, path)
-
-
-def _choice(enum: type[StrEnum]) -> _Convert:
-    def convert(value: object, path: str) -> StrEnum:
-        allowed = tuple(member.value for member in enum)
-        if value not in allowed:
-            raise InvalidInputError(f"{path} must be one of {', '.join(allowed)}, got {value!r}")
-        return enum(value)
-
-    return convert
-
-
-def _record(cls: type[_T], fields: Mapping[str, _Convert]) -> _Convert:
-    """A converter for a JSON object into ``cls``, one converter per field."""
-
-    def convert(value: object, path: str) -> _T:
-        where = path or "policy"
-        if not isinstance(value, Mapping):
-            raise InvalidInputError(f"{where} must be an object, got {_kind(value)}")
-        for key in value:
-            if key not in fields:
-                raise InvalidInputError(
-                    f"{_join(path, key)} is not a policy field (known: {', '.join(fields)})"
-                )
-        for field in dataclasses.fields(cls):
-            required = field.default is dataclasses.MISSING
-            if required and field.name not in value:
-                raise InvalidInputError(f"{_join(path, field.name)} is required")
-        return cls(**{name: fields[name](item, _join(path, name)) for name, item in value.items()})
-
-    return convert
-
-
-def _join(path: str, key: object) -> str:
-    return f"{path}.{key}" if path else str(key)
-
-
 def _waves(value: object, path: str) -> tuple[WaveSpec, ...]:
     if not isinstance(value, list | tuple):
-        raise InvalidInputError(f"{path} must be a list, got {_kind(value)}")
+        raise InvalidInputError(f"{path} must be a list, got {kind(value)}")
     _check_wave_count(len(value))
     return tuple(_wave(item, f"{path}[{index}]") for index, item in enumerate(value))
 
 
-_wave = _record(
+_wave = record(
     WaveSpec,
     {
-        "percent": _optional(_number),
-        "count": _optional(_integer),
-        "soak_seconds": _number,
-        "success_threshold": _number,
-        "error_threshold": _number,
-        "error_min_finished": _integer,
-        "device_timeout_seconds": _number,
+        "percent": optional(number),
+        "count": optional(integer),
+        "soak_seconds": number,
+        "success_threshold": number,
+        "error_threshold": number,
+        "error_min_finished": integer,
+        "device_timeout_seconds": number,
     },
 )
-_gates = _record(
+_gates = record(
     Gates,
     {
-        "max_error_rate_increase": _optional(_number),
-        "max_p95_latency_ratio": _optional(_number),
-        "max_output_psi": _optional(_number),
-        "min_shadow_agreement": _optional(_number),
-        "min_inferences": _integer,
+        "max_error_rate_increase": optional(number),
+        "max_p95_latency_ratio": optional(number),
+        "max_output_psi": optional(number),
+        "min_shadow_agreement": optional(number),
+        "min_inferences": integer,
     },
 )
-_maintenance = _record(
+_maintenance = record(
     MaintenanceWindow,
-    {"cron": _string, "duration_seconds": _integer, "timezone": _string},
+    {"cron": string, "duration_seconds": integer, "timezone": string},
 )
-_policy = _record(
+_policy = record(
     RolloutPolicy,
     {
         "waves": _waves,
         "gates": _gates,
-        "breach_action": _choice(BreachAction),
-        "abort_mode": _choice(AbortMode),
-        "approval_between_waves": _boolean,
-        "shadow": _boolean,
-        "offline": _choice(OfflinePolicy),
-        "maintenance": _optional(_maintenance),
+        "breach_action": choice(BreachAction),
+        "abort_mode": choice(AbortMode),
+        "approval_between_waves": boolean,
+        "shadow": boolean,
+        "offline": choice(OfflinePolicy),
+        "maintenance": optional(_maintenance),
     },
 )
 
@@ -349,15 +256,5 @@ def policy_from_dict(data: Mapping[str, Any]) -> RolloutPolicy:
 
 def policy_to_dict(policy: RolloutPolicy) -> dict[str, Any]:
     """Every field, enums as their values: what :func:`policy_from_dict` reads back."""
-    plain: dict[str, Any] = _plain(policy)
-    return plain
-
-
-def _plain(value: object) -> Any:
-    if isinstance(value, StrEnum):
-        return value.value
-    if isinstance(value, tuple):
-        return [_plain(item) for item in value]
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    return value
+    written: dict[str, Any] = plain(policy)
+    return written
