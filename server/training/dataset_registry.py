@@ -73,7 +73,11 @@ def version_schema(version: DatasetVersion) -> DatasetSchema:
 
 
 def version_split(version: DatasetVersion) -> SplitSpec:
-    spec = {k: version.split[k] for k in ("seed", "validation", "test")}
+    spec = {
+        k: version.split[k]
+        for k in ("seed", "validation", "test", "segments")
+        if k in version.split
+    }
     return schema.from_json(SplitSpec, spec)
 
 
@@ -108,7 +112,9 @@ def import_version(
     """Store ``samples`` as the next version of ``name`` (created if new).
 
     With ``extend`` the new version is the newest one's samples followed by
-    these (same features; labels united), e.g. samples collected from devices.
+    these (same features; labels united), e.g. samples collected from devices;
+    it keeps the newest version's split for the old rows, and ``split`` is
+    not used.
     """
     check_name("dataset", name)
     dataset = session.scalar(select(Dataset).where(Dataset.name == name))
@@ -118,6 +124,9 @@ def import_version(
             raise NotFoundError(f"dataset {name!r} has no version to extend")
         samples = datasets.merge(load_samples(store=store, version=latest), samples)
         source = {**source, "extends": latest.version}
+        # The parent's rows keep their parts (see SplitSpec.segments); the
+        # new rows are split with the parent's seed and fractions.
+        split = version_split(latest).extended(latest.samples)
     parts = datasets.split(samples, split)
     data = datasets.to_bytes(samples)
     ref = store.put(data)

@@ -12,6 +12,8 @@ and fractions, stratified by label, so lineage needs only three numbers.
 
 from __future__ import annotations
 
+import dataclasses
+
 import hashlib
 import io
 import zipfile
@@ -223,14 +225,31 @@ def merge(base: Samples, extra: Samples) -> Samples:
 
 @dataclass(frozen=True, slots=True)
 class SplitSpec:
-    """How a version is split; the indices follow from these three numbers."""
+    """How a version is split; the indices follow from these numbers.
+
+    ``segments`` are the row counts at which the versions this one extends
+    ended. Each segment is split on its own, with the same seed and
+    fractions, so an extended version's old rows keep exactly the parts they
+    had before: a model trained on the extension never trains on its
+    parent's test rows, and the parent's test split stays a fair "old data"
+    yardstick for champion and challenger alike.
+    """
 
     seed: Annotated[int, Range(0, 2**32 - 1)] = 0
     validation: Annotated[float, Range(0.05, 0.5)] = 0.15
     test: Annotated[float, Range(0.05, 0.5)] = 0.15
+    segments: Annotated[tuple[Annotated[int, Range(1, 2**53)], ...], Length(max=10_000)] = ()
 
     def __post_init__(self) -> None:
         require(self.validation + self.test <= 0.6, "validation + test must leave 40% to train")
+        require(
+            all(a < b for a, b in zip(self.segments, self.segments[1:], strict=False)),
+            "split segments must be strictly increasing row counts",
+        )
+
+    def extended(self, rows: int) -> SplitSpec:
+        """The spec of a version that appends to one of ``rows`` rows split by this spec."""
+        return dataclasses.replace(self, segments=(*self.segments, rows))
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -253,13 +272,36 @@ def split(samples: Samples, spec: SplitSpec) -> Split:
     Every part gets at least one sample of every class that has three or
     more; a dataset too small for three non-empty parts is refused.
     """
-    rng = np.random.default_rng(spec.seed)
-    groups = (
-        [np.arange(len(samples))]
-        if samples.y is None
-        else [np.flatnonzero(samples.y == label) for label in range(len(samples.schema.labels))]
-    )
+    if spec.segments and spec.segments[-1] >= len(samples):
+        raise InvalidInputError(
+            f"the split's segments end at row {spec.segments[-1]} but the dataset has "
+            f"{len(samples)} rows",
+            reason="split_mismatch",
+        )
     parts: list[list[Indices]] = [[], [], []]
+    bounds = (0, *spec.segments, len(samples))
+    for start, end in zip(bounds, bounds[1:], strict=False):
+        _split_segment(samples, start, end, spec, parts)
+    train, validation, test = (np.sort(np.concatenate(p)).astype(np.intp) for p in parts)
+    if not (len(train) and len(validation) and len(test)):
+        raise InvalidInputError(
+            f"{len(samples)} samples are too few to split into train, validation and test",
+            reason="dataset_too_small",
+        )
+    return Split(train=train, validation=validation, test=test)
+
+
+def _split_segment(
+    samples: Samples, start: int, end: int, spec: SplitSpec, parts: list[list[Indices]]
+) -> None:
+    """Rows ``start:end`` stratified into ``parts``, exactly as if they were the whole dataset."""
+    rng = np.random.default_rng(spec.seed)
+    rows = np.arange(start, end)
+    groups = (
+        [rows]
+        if samples.y is None
+        else [rows[samples.y[start:end] == label] for label in range(len(samples.schema.labels))]
+    )
     for members in groups:
         shuffled = rng.permutation(members)
         count = len(shuffled)
@@ -268,10 +310,3 @@ def split(samples: Samples, spec: SplitSpec) -> Split:
         parts[2].append(shuffled[:n_test])
         parts[1].append(shuffled[n_test : n_test + n_val])
         parts[0].append(shuffled[n_test + n_val :])
-    train, validation, test = (np.sort(np.concatenate(p)).astype(np.intp) for p in parts)
-    if not (len(train) and len(validation) and len(test)):
-        raise InvalidInputError(
-            f"{len(samples)} samples are too few to split into train, validation and test",
-            reason="dataset_too_small",
-        )
-    return Split(train=train, validation=validation, test=test)

@@ -84,3 +84,21 @@ def test_merge_refuses_other_features() -> None:
     windows = synthetic.generate(10, seed=0)
     with pytest.raises(InvalidInputError, match="do not match the dataset"):
         datasets.merge(tabular(), windows)
+
+
+def test_an_extended_split_keeps_every_old_row_in_its_part() -> None:
+    old = synthetic.generate(300, seed=1)
+    spec = datasets.SplitSpec(seed=7)
+    before = datasets.split(old, spec)
+    extra = synthetic.generate(80, seed=2, drift=1.0)
+    after = datasets.split(datasets.merge(old, extra), spec.extended(len(old)))
+    for part in ("train", "validation", "test"):
+        kept = getattr(after, part)
+        assert np.array_equal(kept[kept < len(old)], getattr(before, part))
+    assert (after.test >= len(old)).any() and (after.train >= len(old)).any()
+
+
+def test_a_split_whose_segments_overrun_the_rows_is_refused() -> None:
+    samples = synthetic.generate(50, seed=1)
+    with pytest.raises(InvalidInputError, match="segments end at row 50"):
+        datasets.split(samples, datasets.SplitSpec(segments=(50,)))
