@@ -45,6 +45,9 @@ class Routed:
     events: list[dict[str, Any]] = field(default_factory=list)
     presence: Presence | None = None
     drift: messages.Drift | None = None
+    """A drift message waits here to be judged against its version (see ``drift_rows``)."""
+    drift_rows: list[dict[str, Any]] = field(default_factory=list)
+    samples: list[dict[str, Any]] = field(default_factory=list)
 
 
 def percentile(histogram: Histogram, q: float) -> float | None:

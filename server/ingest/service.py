@@ -226,6 +226,11 @@ class IngestService:
         self._metrics.duplicates.labels("events").inc(
             result.events_duplicates + report.events_folded
         )
+        self._metrics.rows_written.labels("drift_windows").inc(result.drift_inserted)
+        self._metrics.rows_written.labels("edge_samples").inc(result.samples_inserted)
+        self._metrics.duplicates.labels("drift_windows").inc(
+            result.drift_duplicates + report.drift_folded
+        )
 
     def _reject(self, rejection: Rejection) -> None:
         self._metrics.messages_rejected.labels(rejection.reason).inc()

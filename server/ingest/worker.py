@@ -24,8 +24,12 @@ from multiprocessing.connection import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
 from edgefleet.server.db.engine import make_engine
+from edgefleet.server.drift.statistics import Calibration
+from edgefleet.server.errors import InvalidInputError
 from edgefleet.server.ingest.directory import DeviceDirectory
-from edgefleet.server.ingest.pipeline import Rejection, route
+from edgefleet.server.ingest.drift_rows import drift_rows
+from edgefleet.server.ingest.pipeline import Rejection, Routed, route
+from edgefleet.server.ingest.references import ReferenceDirectory
 from edgefleet.server.ingest.writer import Batch, BatchWriter, WriteResult
 
 logger = logging.getLogger(__name__)
@@ -54,15 +58,53 @@ class Report:
     written: WriteResult | None = None
     telemetry_folded: int = 0
     events_folded: int = 0
+    drift_folded: int = 0
     oldest: float | None = None
     write_attempts: int = 0
 
 
-def _collect(shipment: Shipment, known: DeviceDirectory) -> tuple[Batch, Report]:
+@dataclass(slots=True)
+class Context:
+    """What routing reads besides the message: who may send, what drift is judged against."""
+
+    known: DeviceDirectory
+    references: ReferenceDirectory
+    calibration: Calibration = field(default_factory=Calibration)
+
+
+def _judge(
+    routed: Routed, device_id: str, context: Context, received_at: float
+) -> Rejection | None:
+    """Fill in a drift message's rows, or say why it cannot be stored."""
+    message = routed.drift
+    if message is None:
+        return None
+    reference = context.references.get(message.model, message.version)
+    if reference is None:
+        return Rejection(
+            "unknown_model_version",
+            device_id,
+            f"drift window {message.seq} is for {message.model} v{message.version}, "
+            "which the registry does not have",
+        )
+    try:
+        window, samples = drift_rows(
+            device_id, message, reference, context.calibration, received_at=received_at
+        )
+    except InvalidInputError as err:
+        return Rejection(err.reason, device_id, str(err))
+    routed.drift_rows, routed.samples = [window], samples
+    return None
+
+
+def _collect(shipment: Shipment, context: Context) -> tuple[Batch, Report]:
     batch = Batch()
     report = Report(messages=len(shipment.messages))
     for topic, payload, received_at in shipment.messages:
-        routed = route(topic, payload, received_at=received_at, known_devices=known)
+        routed = route(topic, payload, received_at=received_at, known_devices=context.known)
+        if not isinstance(routed, Rejection) and routed.drift is not None:
+            device_id = topic.split("/")[3]
+            routed = _judge(routed, device_id, context, received_at) or routed
         if isinstance(routed, Rejection):
             report.rejections.append(routed)
             continue
@@ -70,6 +112,7 @@ def _collect(shipment: Shipment, known: DeviceDirectory) -> tuple[Batch, Report]
         batch.add(routed, received_at)
     report.telemetry_folded = batch.telemetry_folded
     report.events_folded = batch.events_folded
+    report.drift_folded = batch.drift_folded
     report.oldest = batch.oldest
     return batch, report
 
@@ -104,7 +147,7 @@ def run(connection: Connection, database_url: str) -> None:
     """Serve shipments from ``connection`` until the final one (or the pipe closes)."""
     engine = make_engine(database_url)
     try:
-        known = DeviceDirectory(engine, time.time)
+        context = Context(DeviceDirectory(engine, time.time), ReferenceDirectory(engine, time.time))
         writer = BatchWriter(engine)
         connection.send("ready")
         while True:
@@ -112,7 +155,7 @@ def run(connection: Connection, database_url: str) -> None:
                 shipment: Shipment = connection.recv()
             except EOFError:
                 return
-            batch, report = _collect(shipment, known)
+            batch, report = _collect(shipment, context)
             if batch.messages:
                 _write(writer, batch, report, final=shipment.final)
             connection.send(report)

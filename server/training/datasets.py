@@ -13,7 +13,6 @@ and fractions, stratified by label, so lineage needs only three numbers.
 from __future__ import annotations
 
 import dataclasses
-
 import hashlib
 import io
 import zipfile

@@ -18,6 +18,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
@@ -61,6 +63,18 @@ class JobSpec:
     budget_points: float | None = None
     """Default: the server's setting."""
     metric: Metric = Metric.ACCURACY
+    challenge: Challenge | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Challenge:
+    """A retraining job: the version it must beat, and how its data is weighted."""
+
+    champion: int
+    retraining_run: int
+    edge_weight: int = 1
+    baseline_sha256: str | None = None
+    """Stored NPZ of recent device inputs the drift baseline is counted over."""
 
 
 def _checked_request(
@@ -121,6 +135,8 @@ def _checked_request(
         "metric": spec.metric.value,
         "dataset": {"name": spec.dataset, "version": version.version, "sha256": version.sha256},
     }
+    if spec.challenge is not None:
+        request["challenge"] = schema.to_json(spec.challenge)
     return request, version.id, source_id
 
 
@@ -171,11 +187,20 @@ def create_job(
     return job
 
 
+def challenge_of(job: TrainingJob) -> Challenge | None:
+    stored = job.request.get("challenge")
+    return None if stored is None else schema.from_json(Challenge, stored)
+
+
 def training_request(
-    job: TrainingJob, catalog: ProfileCatalog, keras: bytes | None
+    job: TrainingJob,
+    catalog: ProfileCatalog,
+    keras: bytes | None,
+    baseline_x: npt.NDArray[np.float32] | None = None,
 ) -> TrainingRequest:
     """What the pipeline runs for ``job`` (in the worker)."""
     stored = job.request
+    challenge = challenge_of(job)
     return TrainingRequest(
         profiles=tuple(catalog.get(name) for name in stored["profiles"]),
         recipe=stored["recipe"],
@@ -188,6 +213,8 @@ def training_request(
         split=schema.from_json(SplitSpec, stored["split"]),
         budget_points=stored["budget_points"],
         metric=Metric(stored["metric"]),
+        edge_weight=1 if challenge is None else challenge.edge_weight,
+        baseline_x=baseline_x,
     )
 
 

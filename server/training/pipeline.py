@@ -37,6 +37,7 @@ from edgefleet.shared.profiles import HardwareProfile, Variant
 
 SELF_TEST_VECTORS = 4
 DEFAULT_BUDGET_POINTS = 1.0
+MAX_EDGE_WEIGHT = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,12 +55,20 @@ class TrainingRequest:
     split: SplitSpec = SplitSpec()
     budget_points: float = DEFAULT_BUDGET_POINTS
     metric: Metric = Metric.ACCURACY
+    edge_weight: int = 1
+    """How many times each training row of the newest split segment (edge samples folded
+    into the dataset) counts in the fit."""
+    baseline_x: npt.NDArray[np.float32] | None = None
+    """Inputs the drift baseline is counted over instead of the training rows: a
+    retrained model's devices should be compared with what they see now."""
 
     def __post_init__(self) -> None:
         if (self.recipe is None) == (self.keras_model is None):
             raise InvalidInputError("a training request names a recipe or carries a Keras model")
         if not self.profiles:
             raise InvalidInputError("a training request needs at least one hardware profile")
+        if not 1 <= self.edge_weight <= MAX_EDGE_WEIGHT:
+            raise InvalidInputError(f"edge_weight must be 1..{MAX_EDGE_WEIGHT}")
         if not 1 <= self.trials <= search.MAX_TRIALS:
             raise InvalidInputError(f"trials must be 1..{search.MAX_TRIALS}")
         if self.metric not in (Metric.ACCURACY, Metric.F1):
@@ -111,6 +120,9 @@ class PipelineResult:
     lineage: dict[str, Any]
     threshold: float | None = None
     """Anomaly models: flag a sample whose score is above this."""
+    train_mean_confidence: float | None = None
+    """A classifier's mean top-class probability on its training rows: what a device's
+    window mean confidence is compared with (a drop is a drift symptom)."""
 
     def metrics(self) -> dict[str, Any]:
         """What a registered version carries as its metrics: float and every variant."""
@@ -124,6 +136,8 @@ class PipelineResult:
         }
         if self.threshold is not None:
             found["threshold"] = self.threshold
+        if self.train_mean_confidence is not None:
+            found["train_mean_confidence"] = self.train_mean_confidence
         return found
 
 
@@ -174,6 +188,15 @@ def _variant(
     scores = judge.score(run.outputs, test.y)
     gate = decide(reference=reference, candidate=scores.value, budget_points=budget)
     return VariantResult(key, gate, data, scores, run.latency_ms, run.latency_p50_ms)
+
+
+def _weighted(parts: datasets.Split, request: TrainingRequest) -> datasets.Split:
+    """``parts`` with the newest segment's training rows repeated ``edge_weight`` times."""
+    if request.edge_weight <= 1 or not request.split.segments:
+        return parts
+    newest = parts.train[parts.train >= request.split.segments[-1]]
+    train = np.sort(np.concatenate([parts.train, *([newest] * (request.edge_weight - 1))]))
+    return datasets.Split(train=train, validation=parts.validation, test=parts.test)
 
 
 def _trained(
@@ -253,7 +276,7 @@ def run(request: TrainingRequest, samples: Samples, progress: Progress) -> Pipel
     # Same seed, same data, same code: same weights (kernels that cannot promise it raise).
     recipes.tensorflow().config.experimental.enable_op_determinism()
     parts = datasets.split(samples, request.split)
-    model, judge, lineage = _trained(request, samples, parts, progress)
+    model, judge, lineage = _trained(request, samples, _weighted(parts, request), progress)
     test, train = samples.take(parts.test), samples.take(parts.train)
     progress.update("evaluating", variant="float")
     float_scores = judge.score(recipes.predict(model, test.x), test.y)
@@ -274,10 +297,12 @@ def run(request: TrainingRequest, samples: Samples, progress: Progress) -> Pipel
             + " | ".join(f"{p}: {why}" for p, why in unserved.items()),
             reason="gate_failed",
         )
+    reference_x = train.x if request.baseline_x is None else request.baseline_x
+    train_outputs = recipes.predict(model, reference_x)
     reference = baseline.compute(
-        x=train.x,
+        x=reference_x,
         feature_names=samples.schema.feature_names,
-        outputs=recipes.predict(model, train.x),
+        outputs=train_outputs,
         classes=judge.classes if judge.task is Task.CLASSIFIER else 0,
     )
     picks = np.random.default_rng(request.seed).permutation(len(test))[:SELF_TEST_VECTORS]
@@ -290,6 +315,8 @@ def run(request: TrainingRequest, samples: Samples, progress: Progress) -> Pipel
         },
         budget_points=request.budget_points,
         versions=_versions(),
+        edge_weight=request.edge_weight,
+        baseline_rows=len(reference_x),
     )
     return PipelineResult(
         task=judge.task,
@@ -303,4 +330,9 @@ def run(request: TrainingRequest, samples: Samples, progress: Progress) -> Pipel
         keras_model=request.keras_model or keras_files.save_keras(model),
         lineage=lineage,
         threshold=judge.threshold if judge.task is Task.ANOMALY else None,
+        train_mean_confidence=float(
+            train_outputs.reshape(len(train_outputs), -1).max(axis=1).mean()
+        )
+        if judge.task is Task.CLASSIFIER
+        else None,
     )

@@ -25,11 +25,14 @@ from edgefleet.server import registry, tflite_model
 from edgefleet.server.artifacts import ArtifactStore
 from edgefleet.server.db.engine import make_engine, make_sessionmaker
 from edgefleet.server.db.models import JobState, ModelVersion, TrainingJob
+from edgefleet.server.errors import InvalidInputError
 from edgefleet.server.profiles import ProfileCatalog
 from edgefleet.server.signing import SigningService
-from edgefleet.server.training import dataset_registry, jobs, pipeline, recipes
+from edgefleet.server.training import challenge, dataset_registry, datasets, jobs, pipeline, recipes
+from edgefleet.server.training.evaluate import Judge
 from edgefleet.server.training.pipeline import PipelineResult
 from edgefleet.server.training.progress import Cancelled
+from edgefleet.server.training.recipe_specs import Task
 from edgefleet.shared import __version__
 from edgefleet.shared.errors import EdgefleetError
 from edgefleet.shared.manifest import SelfTest
@@ -154,10 +157,20 @@ def _execute(config: WorkerConfig, sessions: sessionmaker[Session], job_id: int)
         job = jobs.get_job(session=session, job_id=job_id)
         samples = dataset_registry.load_samples(store=store, version=job.dataset_version)
         keras = None if job.keras_source is None else store.read(job.keras_source.sha256)
-        request = jobs.training_request(job, catalog, keras)
+        challenge = jobs.challenge_of(job)
+        baseline_x = None
+        if challenge is not None and challenge.baseline_sha256 is not None:
+            baseline_x = datasets.from_bytes(store.read(challenge.baseline_sha256)).x
+        request = jobs.training_request(job, catalog, keras, baseline_x)
+        champions = {} if challenge is None else _artifacts(session, job.model_name, challenge)
     progress.update("starting")
     _configure_tensorflow(config.threads)
     result = pipeline.run(request, samples, progress)
+    contest = None
+    if challenge is not None:
+        progress.update("challenging", champion=challenge.champion)
+        contest = _contest(request, samples, result, champions, store)
+        progress.log(f"champion v{challenge.champion} against the challenger: {contest}")
     progress.update("registering")  # the last point where a cancel still stops the job
     signing = SigningService.load(config.signing_dir)
     with sessions() as session:
@@ -178,6 +191,8 @@ def _execute(config: WorkerConfig, sessions: sessionmaker[Session], job_id: int)
             "lineage": result.lineage,
             "artifacts": {a.hardware_profile: a.sha256 for a in version.artifacts},
         }
+        if contest is not None:
+            summary["challenge"] = contest
         jobs.finish(
             session=session,
             job_id=job_id,
@@ -192,6 +207,35 @@ def _execute(config: WorkerConfig, sessions: sessionmaker[Session], job_id: int)
             message=f"registered {job.model_name} v{version.version}: {result.selection}",
             now=time.time(),
         )
+
+
+def _artifacts(session: Session, model: str, challenge: jobs.Challenge) -> dict[str, str]:
+    """The champion's artifact per hardware profile (profile -> sha256)."""
+    champion = registry.get_version(session=session, name=model, version=challenge.champion)
+    return {a.hardware_profile: a.sha256 for a in champion.artifacts}
+
+
+def _contest(
+    request: pipeline.TrainingRequest,
+    samples: datasets.Samples,
+    result: PipelineResult,
+    champions: dict[str, str],
+    store: ArtifactStore,
+) -> dict[str, Any]:
+    """Both models measured on one profile they both serve (the first, by name)."""
+    shared = sorted(set(result.selection) & set(champions))
+    if not shared:
+        raise InvalidInputError(
+            "the challenger and the champion serve no hardware profile in common",
+            reason="no_common_profile",
+        )
+    profile = shared[0]
+    challenger = result.variants[result.selection[profile]].data
+    if challenger is None:
+        raise InvalidInputError(f"the challenger has no artifact for {profile!r}")
+    contenders = challenge.Contenders(profile, store.read(champions[profile]), challenger)
+    judge = Judge(Task.CLASSIFIER, len(samples.schema.labels), primary=result.metric)
+    return challenge.measure(samples, request.split, judge, contenders)
 
 
 def _failure(
