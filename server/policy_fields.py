@@ -18,6 +18,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from edgefleet.server.errors import InvalidInputError
+from edgefleet.server.rollouts import window
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
@@ -63,6 +64,18 @@ def show(value: float) -> str:
 def check(value: float, path: str, allowed: Range) -> None:
     if not allowed.contains(value):
         raise InvalidInputError(f"{path} must be {allowed}, got {show(value)}")
+
+
+def check_cron(cron: str, timezone: str, path: str) -> None:
+    """A cron and its time zone as :mod:`~edgefleet.server.rollouts.window` reads them."""
+    for name, parse, value in (
+        ("cron", window.parse_cron, cron),
+        ("timezone", window.time_zone, timezone),
+    ):
+        try:
+            parse(value)
+        except InvalidInputError as err:
+            raise InvalidInputError(f"{path}.{name}: {err}") from err
 
 
 def kind(value: object) -> str:
@@ -130,6 +143,12 @@ def record(cls: type[_T], fields: Mapping[str, Convert]) -> Convert:
 
 def join(path: str, key: object) -> str:
     return f"{path}.{key}" if path else str(key)
+
+
+def written(policy: DataclassInstance) -> dict[str, Any]:
+    """Every field, defaults included: a stored policy keeps its meaning when a default changes."""
+    fields: dict[str, Any] = plain(policy)
+    return fields
 
 
 def plain(value: object) -> Any:

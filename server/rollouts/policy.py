@@ -26,17 +26,17 @@ from edgefleet.server.policy_fields import (
     Range,
     boolean,
     check,
+    check_cron,
     choice,
     integer,
     kind,
     number,
     optional,
-    plain,
     record,
     show,
     string,
+    written,
 )
-from edgefleet.server.rollouts import window
 
 MAX_WAVES = 20
 MAX_WINDOW_SECONDS = 7 * 24 * 3600
@@ -190,14 +190,7 @@ def _check_gates(gates: Gates) -> None:
 
 def _check_window(maintenance: MaintenanceWindow) -> None:
     check(maintenance.duration_seconds, "maintenance.duration_seconds", _WINDOW)
-    for name, parse, value in (
-        ("cron", window.parse_cron, maintenance.cron),
-        ("timezone", window.time_zone, maintenance.timezone),
-    ):
-        try:
-            parse(value)
-        except InvalidInputError as err:
-            raise InvalidInputError(f"maintenance.{name}: {err}") from err
+    check_cron(maintenance.cron, maintenance.timezone, "maintenance")
 
 
 def _waves(value: object, path: str) -> tuple[WaveSpec, ...]:
@@ -250,11 +243,9 @@ _policy = record(
 
 def policy_from_dict(data: Mapping[str, Any]) -> RolloutPolicy:
     """A validated policy from its JSON form; missing keys take their defaults."""
-    policy: RolloutPolicy = _policy(data, "")
-    return validate(policy)
+    return validate(_policy(data, ""))
 
 
 def policy_to_dict(policy: RolloutPolicy) -> dict[str, Any]:
-    """Every field, enums as their values: what :func:`policy_from_dict` reads back."""
-    written: dict[str, Any] = plain(policy)
-    return written
+    """What :func:`policy_from_dict` reads back."""
+    return written(policy)
