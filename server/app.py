@@ -19,6 +19,7 @@ from fastapi import FastAPI, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from edgefleet.server import devices, keys
+from edgefleet.server.alerts import Alerts
 from edgefleet.server.api import errors as api_errors
 from edgefleet.server.api.routes import audit as audit_routes
 from edgefleet.server.api.routes import datasets as dataset_routes
@@ -37,6 +38,7 @@ from edgefleet.server.ingest.service import IngestService
 from edgefleet.server.metrics import Metrics
 from edgefleet.server.mqtt import MqttTransport, TlsSettings
 from edgefleet.server.profiles import ProfileCatalog
+from edgefleet.server.retraining.loop import LoopParts, RetrainingLoop
 from edgefleet.server.rollouts.executor import RolloutExecutor
 from edgefleet.server.services import Clock, Services
 from edgefleet.server.settings import Profile, Settings
@@ -58,6 +60,7 @@ class Runtime:
     scheduler: BackgroundScheduler
     publisher: MqttTransport
     rollouts: RolloutExecutor
+    retraining: RetrainingLoop
 
 
 def _signing(settings: Settings, clock: Clock) -> SigningService:
@@ -141,6 +144,9 @@ def create_app(settings: Settings, *, clock: Clock = time.time) -> FastAPI:
                 ingest=True,
             )
             stack.callback(server.stop)
+            alerts = Alerts(metrics, settings.alert_webhook_url)
+            alerts.start()
+            stack.callback(alerts.stop)
             services = Services(
                 settings=settings,
                 engine=engine,
@@ -156,6 +162,7 @@ def create_app(settings: Settings, *, clock: Clock = time.time) -> FastAPI:
                     port=settings.device_broker_port or settings.broker_port,
                     tls_ca=None if settings.broker_tls_ca is None else "/etc/edgefleet/ca.pem",
                 ),
+                alerts=alerts,
             )
             ingest = IngestService(
                 transport=server,
@@ -210,9 +217,28 @@ def create_app(settings: Settings, *, clock: Clock = time.time) -> FastAPI:
                 coalesce=True,
                 max_instances=1,
             )
+            training = runner.from_settings(settings, services.sessions, clock)
+            retraining = RetrainingLoop(
+                LoopParts(
+                    sessions=services.sessions,
+                    store=services.artifacts,
+                    catalog=services.catalog,
+                    alerts=alerts,
+                    metrics=metrics,
+                    clock=clock,
+                    wake_training=training.wake,
+                )
+            )
+            scheduler.add_job(
+                retraining.tick,
+                "interval",
+                seconds=settings.retraining_tick_seconds,
+                id="retraining",
+                coalesce=True,
+                max_instances=1,
+            )
             scheduler.start()
             stack.callback(scheduler.shutdown, wait=False)
-            training = runner.from_settings(settings, services.sessions, clock)
             training.start()
             stack.callback(training.stop)
             app.state.training = training
@@ -224,6 +250,7 @@ def create_app(settings: Settings, *, clock: Clock = time.time) -> FastAPI:
                 scheduler=scheduler,
                 publisher=publisher,
                 rollouts=rollouts,
+                retraining=retraining,
             )
             yield
 

@@ -52,6 +52,30 @@ class Metrics:
         self.devices = Gauge(
             "edgefleet_devices", "Devices by state", ["state"], registry=self.registry
         )
+        self.alerts = Counter(
+            "edgefleet_alerts",
+            "Drift and retraining alerts raised, by kind",
+            ["kind"],
+            registry=self.registry,
+        )
+        self.alert_webhook_failures = Counter(
+            "edgefleet_alert_webhook_failures",
+            "Alerts the webhook did not take, by why",
+            ["why"],
+            registry=self.registry,
+        )
+        self.drift_flagged_devices = Gauge(
+            "edgefleet_drift_flagged_devices",
+            "Devices whose latest drift window is flagged, by model",
+            ["model"],
+            registry=self.registry,
+        )
+        self.retraining_runs = Counter(
+            "edgefleet_retraining_runs",
+            "Retraining runs by how they ended (or that they started)",
+            ["outcome"],
+            registry=self.registry,
+        )
         self.api_latency = Histogram(
             "edgefleet_api_request_seconds",
             "API request latency",

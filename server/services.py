@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from edgefleet.server.alerts import Alerts
 from edgefleet.server.artifacts import ArtifactStore
 from edgefleet.server.devices import BrokerAddress, DeviceAccounts, Provisioning
 from edgefleet.server.metrics import Metrics
@@ -34,6 +35,7 @@ class Services:
     artifacts: ArtifactStore
     metrics: Metrics
     broker_address: BrokerAddress
+    alerts: Alerts
 
     @property
     def provisioning(self) -> Provisioning:

@@ -78,6 +78,10 @@ class Settings(BaseSettings):
 
     rollout_tick_seconds: float = Field(5.0, gt=0, le=300)
     """How often running rollouts apply device events, judge waves and publish."""
+    retraining_tick_seconds: float = Field(10.0, gt=0, le=3600)
+    """How often retraining policies are checked and unfinished retraining runs moved on."""
+    alert_webhook_url: str | None = Field(None, pattern=r"^https?://", max_length=2000)
+    """Drift and retraining alerts are also POSTed here as JSON, when set."""
 
     training_workers: int = Field(1, ge=0, le=16)
     """Training jobs run at once, each in its own process; 0 leaves jobs queued here."""

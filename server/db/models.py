@@ -568,6 +568,7 @@ class RetrainingPolicyRecord(Base):
 
 
 class RetrainingState(StrEnum):
+    WAITING_FOR_LABELS = "waiting_for_labels"
     TRAINING = "training"
     FAILED = "failed"
     REJECTED = "rejected"
