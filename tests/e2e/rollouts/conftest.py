@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
@@ -114,16 +115,24 @@ class FleetAgent:
     def predict(self, inputs: Any) -> Any:
         return self.agent._parts.service.predict(inputs)  # noqa: SLF001  in-process test hook
 
-    def serve(self, every: float = 0.005) -> None:
-        """Serve inferences on a steady stream of inputs from now until stopped."""
+    def serve(self, every: float = 0.005, rows: npt.NDArray[np.float32] | None = None) -> None:
+        """Serve inferences on a steady stream of inputs from now until stopped: ``rows``
+        (batches of one) in a loop, or 256 uniform draws for the 4-input test classifier."""
+        if rows is None:
+            rows = np.random.default_rng(0).uniform(-1.0, 1.0, (256, 1, 4)).astype(np.float32)
         self._serving.set()
         self._load = threading.Thread(
-            target=self._serve_loop, args=(every,), name=f"load-{self.device_id}"
+            target=self._serve_loop, args=(every, rows), name=f"load-{self.device_id}"
         )
         self._load.start()
 
-    def _serve_loop(self, every: float) -> None:
-        rows = np.random.default_rng(0).uniform(-1.0, 1.0, (256, 1, 4)).astype(np.float32)
+    def stop_serving(self) -> None:
+        self._serving.clear()
+        if self._load is not None:
+            self._load.join(10)
+            self._load = None
+
+    def _serve_loop(self, every: float, rows: npt.NDArray[np.float32]) -> None:
         index = 0
         while self._serving.is_set() and not self._stop.is_set():
             try:
@@ -134,10 +143,8 @@ class FleetAgent:
             time.sleep(every)
 
     def stop(self) -> None:
-        self._serving.clear()
         self._stop.set()
-        if self._load is not None:
-            self._load.join(10)
+        self.stop_serving()
         self._thread.join(30)
 
 
@@ -186,7 +193,14 @@ class Fleet:
 
     # -- devices -----------------------------------------------------------------
 
-    def provision(self, count: int, update: UpdateSection, *, agents: bool = True) -> list[str]:
+    def provision(
+        self,
+        count: int,
+        update: UpdateSection,
+        *,
+        agents: bool = True,
+        window_seconds: float = 1.0,
+    ) -> list[str]:
         """``count`` devices through the API, all in the fleet's group, their agents
         running and online unless ``agents`` is false; their ids."""
         ids = [unique_id("ro") for _ in range(count)]
@@ -199,7 +213,7 @@ class Fleet:
                 config,
                 device=dataclasses.replace(config.device, data_dir=str(self.root / device_id)),
                 broker=dataclasses.replace(config.broker, keepalive=5),
-                telemetry=TelemetrySection(window_seconds=1.0),
+                telemetry=TelemetrySection(window_seconds=window_seconds),
                 update=update,
             )
             if agents:
@@ -406,12 +420,18 @@ NO_GATES: dict[str, Any] = {
 
 @pytest.fixture
 def make_fleet(broker: MosquittoBroker, db_url: str, tmp_path: Path) -> Iterator[FleetMaker]:
-    """``make_fleet(size, update=PROBATION, agents=True, **settings)``: a running server and
-    ``size`` devices in one group, their agents online unless ``agents`` is false."""
+    """``make_fleet(size, update=PROBATION, agents=True, window_seconds=1.0, **settings)``:
+    a running server and ``size`` devices in one group, their agents online unless
+    ``agents`` is false."""
     made: list[Fleet] = []
 
     def make(
-        size: int, update: UpdateSection = PROBATION, *, agents: bool = True, **overrides: Any
+        size: int,
+        update: UpdateSection = PROBATION,
+        *,
+        agents: bool = True,
+        window_seconds: float = 1.0,
+        **overrides: Any,
     ) -> Fleet:
         settings = server_settings(
             broker, db_url, tmp_path / "server", rollout_tick_seconds=TICK_SECONDS, **overrides
@@ -419,7 +439,7 @@ def make_fleet(broker: MosquittoBroker, db_url: str, tmp_path: Path) -> Iterator
         fleet = Fleet(broker, settings, tmp_path / "agents")
         made.append(fleet)
         fleet.start_server()
-        fleet.provision(size, update, agents=agents)
+        fleet.provision(size, update, agents=agents, window_seconds=window_seconds)
         return fleet
 
     yield make
