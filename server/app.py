@@ -26,6 +26,7 @@ from edgefleet.server.api.routes import datasets as dataset_routes
 from edgefleet.server.api.routes import devices as device_routes
 from edgefleet.server.api.routes import groups as group_routes
 from edgefleet.server.api.routes import models as model_routes
+from edgefleet.server.api.routes import retraining as retraining_routes
 from edgefleet.server.api.routes import rollouts as rollout_routes
 from edgefleet.server.api.routes import tokens as token_routes
 from edgefleet.server.api.routes import training as training_routes
@@ -271,6 +272,8 @@ def create_app(settings: Settings, *, clock: Clock = time.time) -> FastAPI:
         training_routes.router,
         training_routes.compare_router,
         rollout_routes.router,
+        retraining_routes.policy_router,
+        retraining_routes.router,
     ):
         app.include_router(router, prefix="/api/v1")
 

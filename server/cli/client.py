@@ -79,6 +79,12 @@ class ApiClient:
     def patch(self, path: str, *, json: Any) -> Any:
         return self._request("PATCH", path, json=json)
 
+    def put(self, path: str, *, json: Any) -> Any:
+        return self._request("PUT", path, json=json)
+
+    def delete(self, path: str) -> Any:
+        return self._request("DELETE", path)
+
     def _request(self, method: str, path: str, **kwargs: Any) -> Any:
         url = self._connection.url
         try:

@@ -16,6 +16,7 @@ from edgefleet.server.cli import (
     keys,
     local,
     models,
+    retraining,
     rollouts,
     training,
 )
@@ -80,6 +81,7 @@ for command in (
     training.train,
     training.jobs,
     rollouts.rollout,
+    retraining.retraining,
 ):
     cli.add_command(command)
 models.models.add_command(training.compare)

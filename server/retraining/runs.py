@@ -260,6 +260,7 @@ def approve_run(
     policy = get_policy(session=session, model=run.model_name)
     if policy is None:
         raise ConflictError(f"model {run.model_name!r} no longer has a retraining policy")
+    _audit_decision(session, run, "approve", actor=actor, now=now)
     return promote(
         session=session,
         run=run,
@@ -282,6 +283,7 @@ def decline_run(
     now: float,
 ) -> RetrainingRun:
     run = _awaiting(session, run_id, "decline")
+    _audit_decision(session, run, "decline", actor=actor, now=now, reason=reason)
     finish_run(
         session=session,
         run=run,
@@ -301,6 +303,29 @@ def _awaiting(session: Session, run_id: int, action: str) -> RetrainingRun:
             f"cannot {action} retraining run {run_id}: it is {run.state}, not awaiting_approval"
         )
     return run
+
+
+def _audit_decision(
+    session: Session, run: RetrainingRun, action: str, *, actor: str, now: float, reason: str = ""
+) -> None:
+    """The operator's decision under their own name; the alert that follows is the system's.
+
+    Committed with the change it decides (the stage change or the run's end).
+    """
+    audit.record(
+        session=session,
+        actor=actor,
+        action=f"retraining_run.{action}",
+        target_type="retraining_run",
+        target_id=str(run.id),
+        now=now,
+        before={"state": run.state},
+        after={
+            "model": run.model_name,
+            "challenger_version": run.challenger_version,
+            **({"reason": reason} if reason else {}),
+        },
+    )
 
 
 def check_reason(reason: str) -> str:

@@ -28,7 +28,7 @@ def leaves(group: click.Group, path: tuple[str, ...] = ()) -> list[tuple[str, ..
 
 
 COMMANDS = leaves(cli)
-REMOTE = {"devices", "groups", "models", "audit", "datasets", "train", "jobs"}
+REMOTE = {"devices", "groups", "models", "audit", "datasets", "train", "jobs", "retraining"}
 
 
 def test_exports() -> None:
@@ -76,6 +76,13 @@ def test_the_command_tree() -> None:
         ("models", "show"),
         ("models", "stage"),
         ("models", "upload"),
+        ("retraining", "approve"),
+        ("retraining", "decline"),
+        ("retraining", "policy", "delete"),
+        ("retraining", "policy", "set"),
+        ("retraining", "policy", "show"),
+        ("retraining", "runs"),
+        ("retraining", "show"),
         ("rollout", "abort"),
         ("rollout", "approve"),
         ("rollout", "create"),
