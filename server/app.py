@@ -24,10 +24,12 @@ from edgefleet.server.api import errors as api_errors
 from edgefleet.server.api.routes import audit as audit_routes
 from edgefleet.server.api.routes import datasets as dataset_routes
 from edgefleet.server.api.routes import devices as device_routes
+from edgefleet.server.api.routes import drift as drift_routes
 from edgefleet.server.api.routes import groups as group_routes
 from edgefleet.server.api.routes import models as model_routes
 from edgefleet.server.api.routes import retraining as retraining_routes
 from edgefleet.server.api.routes import rollouts as rollout_routes
+from edgefleet.server.api.routes import samples as sample_routes
 from edgefleet.server.api.routes import tokens as token_routes
 from edgefleet.server.api.routes import training as training_routes
 from edgefleet.server.artifacts import ArtifactStore
@@ -274,6 +276,8 @@ def create_app(settings: Settings, *, clock: Clock = time.time) -> FastAPI:
         rollout_routes.router,
         retraining_routes.policy_router,
         retraining_routes.router,
+        sample_routes.router,
+        drift_routes.router,
     ):
         app.include_router(router, prefix="/api/v1")
 

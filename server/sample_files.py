@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,14 +68,14 @@ def parse_label_csv(text: str) -> dict[int, str]:
     An id given twice is refused even with the same label: a file that
     repeats itself was probably put together from two sources.
     """
-    reader = csv.reader(io.StringIO(text.removeprefix("\ufeff"), newline=""))
-    header = next(reader, None)
-    if header is None or tuple(c.strip().lower() for c in header) != LABEL_HEADER:
-        raise _bad(1, f"want the header {','.join(LABEL_HEADER)}, got {','.join(header or [])!r}")
+    rows = _rows(text)
+    _, header = next(rows, (1, []))
+    if tuple(c.strip().lower() for c in header) != LABEL_HEADER:
+        raise _bad(1, f"want the header {','.join(LABEL_HEADER)}, got {','.join(header)!r}")
     labels: dict[int, str] = {}
     seen: dict[int, int] = {}
-    for row in reader:
-        line = reader.line_num
+    line = 1
+    for line, row in rows:
         if not any(cell.strip() for cell in row):
             continue
         if len(row) != len(LABEL_HEADER):
@@ -91,8 +91,18 @@ def parse_label_csv(text: str) -> dict[int, str]:
         seen[sample_id] = line
         labels[sample_id] = label
     if not labels:
-        raise _bad(reader.line_num or 1, "no labels after the header")
+        raise _bad(line, "no labels after the header")
     return labels
+
+
+def _rows(text: str) -> Iterator[tuple[int, list[str]]]:
+    """Records with the line each ends on; quoting that never closes is refused, not guessed."""
+    reader = csv.reader(io.StringIO(text.removeprefix("\ufeff"), newline=""), strict=True)
+    try:
+        for row in reader:
+            yield reader.line_num, row
+    except csv.Error as err:
+        raise _bad(reader.line_num, f"not CSV ({err})") from err
 
 
 def label_pairs(pairs: Iterable[tuple[int, str]]) -> dict[int, str]:

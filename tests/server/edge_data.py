@@ -26,7 +26,7 @@ from edgefleet.shared.manifest import Baseline
 
 LABELS = ("idle", "normal", "fault")
 FEATURES = ("f0", "f1", "f2", "f3")
-TRAIN_ROWS = 90
+TRAIN_ROWS = 600
 _seqs = itertools.count(1)
 
 
@@ -170,11 +170,12 @@ def add_window(
 
 
 def draw(
-    bins: Baseline, count: int, rng: np.random.Generator, shift: int = 0
+    bins: Baseline, count: int, rng: np.random.Generator, tilt: float = 0.0
 ) -> dict[str, list[int]]:
-    """A window of ``count`` inferences from the baseline's shares, moved ``shift`` bins up."""
+    """``count`` inferences from the baseline's shares, ``tilt`` of them moved to the top bin."""
     found = {}
     for b in bins.features:
-        shares = np.asarray(b.probabilities) / np.sum(b.probabilities)
-        found[b.name] = np.roll(rng.multinomial(count, shares), shift).tolist()
+        shares = np.asarray(b.probabilities) / np.sum(b.probabilities) * (1 - tilt)
+        shares[-1] += tilt
+        found[b.name] = rng.multinomial(count, shares / shares.sum()).tolist()
     return found
