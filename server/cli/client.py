@@ -85,7 +85,17 @@ class ApiClient:
     def delete(self, path: str) -> Any:
         return self._request("DELETE", path)
 
+    def download(
+        self, path: str, *, params: Mapping[str, str | int | None] | None = None
+    ) -> HttpResponse:
+        """A GET that answers with a file, not JSON: the checked response, body and headers."""
+        query = {k: v for k, v in (params or {}).items() if v is not None}
+        return self._checked(self._send("GET", path, params=query))
+
     def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+        return self._parsed(self._checked(self._send(method, path, **kwargs)))
+
+    def _send(self, method: str, path: str, **kwargs: Any) -> HttpResponse:
         url = self._connection.url
         try:
             response = self._http.request(
@@ -101,9 +111,9 @@ class ApiClient:
                 f"cannot reach the API at {url}: {err}",
                 hint=f"start it with `edgefleet server`, or point --url / {URL_ENV} at it",
             ) from err
-        return self._parsed(response)
+        return response
 
-    def _parsed(self, response: HttpResponse) -> Any:
+    def _checked(self, response: HttpResponse) -> HttpResponse:
         status = response.status_code
         if status == 401:
             raise AuthError(
@@ -115,6 +125,10 @@ class ApiClient:
             raise AuthError(_detail(response), hint="ask an admin for a token with a higher role")
         if status >= 400:
             raise CliError(_detail(response))
+        return response
+
+    def _parsed(self, response: HttpResponse) -> Any:
+        status = response.status_code
         if status == 204:
             return None
         try:

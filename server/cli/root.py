@@ -12,12 +12,14 @@ from edgefleet.server.cli import (
     broker,
     datasets,
     devices,
+    drift,
     groups,
     keys,
     local,
     models,
     retraining,
     rollouts,
+    samples,
     training,
 )
 from edgefleet.server.cli.errors import CliError
@@ -82,6 +84,8 @@ for command in (
     training.jobs,
     rollouts.rollout,
     retraining.retraining,
+    samples.samples,
+    drift.drift,
 ):
     cli.add_command(command)
 models.models.add_command(training.compare)

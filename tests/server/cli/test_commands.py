@@ -28,7 +28,18 @@ def leaves(group: click.Group, path: tuple[str, ...] = ()) -> list[tuple[str, ..
 
 
 COMMANDS = leaves(cli)
-REMOTE = {"devices", "groups", "models", "audit", "datasets", "train", "jobs", "retraining"}
+REMOTE = {
+    "devices",
+    "groups",
+    "models",
+    "audit",
+    "datasets",
+    "train",
+    "jobs",
+    "retraining",
+    "samples",
+    "drift",
+}
 
 
 def test_exports() -> None:
@@ -62,6 +73,8 @@ def test_the_command_tree() -> None:
         ("devices", "revoke"),
         ("devices", "rotate-credentials"),
         ("devices", "show"),
+        ("drift", "series"),
+        ("drift", "status"),
         ("groups", "create"),
         ("groups", "list"),
         ("groups", "show"),
@@ -91,6 +104,11 @@ def test_the_command_tree() -> None:
         ("rollout", "resume"),
         ("rollout", "start"),
         ("rollout", "status"),
+        ("samples", "export"),
+        ("samples", "fold"),
+        ("samples", "label"),
+        ("samples", "list"),
+        ("samples", "show"),
         ("server",),
         ("tokens", "create"),
         ("tokens", "revoke"),
