@@ -238,7 +238,7 @@ def drift_series(
     session: Session,
     *,
     model: str,
-    scope: Scope,
+    scope: Scope | str,
     name: str | None,
     since: float,
     until: float,
@@ -246,6 +246,12 @@ def drift_series(
     calibration: Calibration | None = None,
 ) -> DriftSeries:
     """Per bucket: windows, devices, flagged ones, scores; pooled drift for a group or the fleet."""
+    try:
+        scope = Scope(scope)
+    except ValueError as err:
+        raise InvalidInputError(
+            f"scope {scope!r}: want device, group or fleet", reason="bad_scope"
+        ) from err
     registry.get_model(session=session, name=model)
     bucket_count(since, until, bucket_seconds)
     ids = _scope_devices(session, scope, name)

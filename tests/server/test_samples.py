@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
 from edgefleet.server import keys, sample_files, samples
@@ -230,6 +230,31 @@ def test_labels_are_all_or_nothing(env: Env) -> None:
     _refused(env, {ids[0]: "x" * 129}, InvalidInputError, "1..128 characters")
     too_many = dict.fromkeys(range(1, samples.MAX_LABELS + 2), "idle")
     _refused(env, too_many, InvalidInputError, "10001 labels in one request; at most 10000")
+
+
+def test_ten_thousand_labels_go_in_one_request(env: Env) -> None:
+    values = np.zeros(4, dtype="<f4").tobytes()
+    env.session.execute(
+        insert(EdgeSample),
+        [
+            {
+                "device_id": "dev-bulk",
+                "sample_id": f"b{i}",
+                "model": MODEL,
+                "version": 1,
+                "window_seq": 1,
+                "reason": "reservoir",
+                "values": values,
+                "received_at": T,
+            }
+            for i in range(samples.MAX_LABELS)
+        ],
+    )
+    env.session.commit()
+    ids = env.session.scalars(select(EdgeSample.id).order_by(EdgeSample.id)).all()
+    done = samples.apply_labels(env.session, dict.fromkeys(ids, "normal"), "alice", T)
+    assert (done.labelled, done.first_id, done.last_id) == (samples.MAX_LABELS, ids[0], ids[-1])
+    assert set(env.labels().values()) == {"normal"}
 
 
 def test_a_refusal_names_a_few_offenders_and_counts_the_rest(env: Env) -> None:
