@@ -144,26 +144,10 @@ def test_bad_requests_say_why(server: Server, tflite_models: TfliteModels) -> No
     refused(get(server, "/drift/series", model=model, bucket=0), 422, "bucket")
     refused(get(server, "/drift/series", model=model, since=now, until=now), 422, "since < until")
     with server.services.sessions() as session:
-        as_text = drift_series(
-            session,
-            model=model,
-            scope="fleet",
-            name=None,
-            since=now - 60,
-            until=now,
-            bucket_seconds=60,
-        )
-        assert as_text.scope is Scope.FLEET
+        span: dict[str, Any] = {"name": None, "since": now - 60, "until": now, "bucket_seconds": 60}
+        assert drift_series(session, model=model, scope="fleet", **span).scope is Scope.FLEET
         with pytest.raises(InvalidInputError, match="want device, group or fleet"):
-            drift_series(
-                session,
-                model=model,
-                scope="planet",
-                name=None,
-                since=now - 60,
-                until=now,
-                bucket_seconds=60,
-            )
+            drift_series(session, model=model, scope="planet", **span)
     empty = get(server, "/drift/status", model=model).json()
     assert empty == {"model": model, "devices": [], "flagged_devices": 0}
     assert server.client.get("/api/v1/drift/status", params={"model": model}).status_code == 401
