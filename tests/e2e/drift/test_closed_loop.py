@@ -22,13 +22,14 @@ import numpy as np
 import pytest
 from sqlalchemy import select
 
-from edgefleet.server.db.models import DriftWindow, EdgeSample, RetrainingRun
+from edgefleet.server.db.models import DeviceEvent, DriftWindow, EdgeSample, RetrainingRun
 from edgefleet.server.drift.statistics import MIN_COUNT
 from edgefleet.server.training import synthetic
+from edgefleet.shared.agent_config import DriftSection, UpdateSection
 from tests.agent.e2e.harness import wait_until
 from tests.e2e.rollouts.conftest import MODEL, NO_GATES, Fleet, FleetMaker, polled
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 WINDOW_SECONDS = 2.0
 STEPS = 32
@@ -121,6 +122,17 @@ def label_what_arrived(fleet: Fleet, truth: dict[bytes, str]) -> int:
     return len(labels)
 
 
+def failures(fleet: Fleet) -> list[tuple[str, str, int, str | None]]:
+    """What devices said when they refused or rolled back a version."""
+    with fleet.server.services.sessions() as session:
+        return [
+            (e.device_id, e.kind, e.version, e.reason)
+            for e in session.scalars(
+                select(DeviceEvent).where(DeviceEvent.kind.in_(("failed", "rolled_back")))
+            )
+        ]
+
+
 def current_run(fleet: Fleet) -> RetrainingRun | None:
     with fleet.server.services.sessions() as session:
         return session.scalars(
@@ -135,7 +147,21 @@ def test_drift_on_part_of_the_fleet_is_retrained_away_and_rolled_out_in_stages(
 ) -> None:
     started = time.monotonic()
     fleet = make_fleet(
-        6, window_seconds=WINDOW_SECONDS, retraining_tick_seconds=0.5, training_workers=1
+        6,
+        # Two cores run six agents, the server and TensorFlow: a p95 of a model this small
+        # jumps by more than the default 3x on scheduling alone, which is not this test's
+        # subject (tests/e2e/rollouts/test_latency_gate.py is).
+        UpdateSection(
+            probation_seconds=1.0,
+            probation_min_inferences=0,
+            max_latency_ratio=50.0,
+            download_timeout_seconds=20.0,
+        ),
+        window_seconds=WINDOW_SECONDS,
+        # Every window's samples get through: the default budget is a metered uplink's.
+        drift=DriftSection(bytes_per_hour=256 * 1024 * 1024),
+        retraining_tick_seconds=0.5,
+        training_workers=1,
     )
     site_a, site_b = fleet.agents[:2], fleet.agents[2:]
     for name, members in (("site-a", site_a), ("site-b", site_b)):
@@ -222,8 +248,9 @@ def test_drift_on_part_of_the_fleet_is_retrained_away_and_rolled_out_in_stages(
     assert run.rollout_id is not None
     assert run.challenger_version == champion + 1
 
-    status = fleet.wait_rollout(run.rollout_id, "completed", timeout=120)
-    assert [w["state"] for w in status["waves"]] == ["completed", "completed"], status
+    status = fleet.wait_rollout(run.rollout_id, "completed", "aborted", timeout=120)
+    assert status["state"] == "completed", (status["reason"], failures(fleet))
+    assert [w["state"] for w in status["waves"]] == ["done", "done"], status
     assert status["waves"][0]["finished_at"] <= status["waves"][1]["started_at"], status
     assert status["group"] == "site-b"
     fleet.wait_serving(run.challenger_version, site_b)

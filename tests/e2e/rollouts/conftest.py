@@ -32,6 +32,7 @@ from edgefleet.server.db.models import Device, Role
 from edgefleet.server.settings import Settings
 from edgefleet.shared.agent_config import (
     AgentConfig,
+    DriftSection,
     TelemetrySection,
     UpdateSection,
     parse_agent_config,
@@ -57,6 +58,9 @@ PROBATION = UpdateSection(
     download_timeout_seconds=20.0,
 )
 """Short probation so a wave's devices say ``healthy`` about a second after they install."""
+
+METERED = DriftSection()
+"""The agent's default drift uplink budget."""
 
 FleetMaker = Callable[..., "Fleet"]
 
@@ -200,6 +204,7 @@ class Fleet:
         *,
         agents: bool = True,
         window_seconds: float = 1.0,
+        drift: DriftSection = METERED,
     ) -> list[str]:
         """``count`` devices through the API, all in the fleet's group, their agents
         running and online unless ``agents`` is false; their ids."""
@@ -214,6 +219,7 @@ class Fleet:
                 device=dataclasses.replace(config.device, data_dir=str(self.root / device_id)),
                 broker=dataclasses.replace(config.broker, keepalive=5),
                 telemetry=TelemetrySection(window_seconds=window_seconds),
+                drift=drift,
                 update=update,
             )
             if agents:
@@ -420,8 +426,8 @@ NO_GATES: dict[str, Any] = {
 
 @pytest.fixture
 def make_fleet(broker: MosquittoBroker, db_url: str, tmp_path: Path) -> Iterator[FleetMaker]:
-    """``make_fleet(size, update=PROBATION, agents=True, window_seconds=1.0, **settings)``:
-    a running server and ``size`` devices in one group, their agents online unless
+    """``make_fleet(size, update=PROBATION, agents=True, window_seconds=1.0, drift=METERED,
+    **settings)``: a running server and ``size`` devices in one group, their agents online unless
     ``agents`` is false."""
     made: list[Fleet] = []
 
@@ -431,6 +437,7 @@ def make_fleet(broker: MosquittoBroker, db_url: str, tmp_path: Path) -> Iterator
         *,
         agents: bool = True,
         window_seconds: float = 1.0,
+        drift: DriftSection = METERED,
         **overrides: Any,
     ) -> Fleet:
         settings = server_settings(
@@ -439,7 +446,7 @@ def make_fleet(broker: MosquittoBroker, db_url: str, tmp_path: Path) -> Iterator
         fleet = Fleet(broker, settings, tmp_path / "agents")
         made.append(fleet)
         fleet.start_server()
-        fleet.provision(size, update, agents=agents, window_seconds=window_seconds)
+        fleet.provision(size, update, agents=agents, window_seconds=window_seconds, drift=drift)
         return fleet
 
     yield make
