@@ -1,0 +1,1 @@
+"""Drift of a window against its model's baseline: pure statistics and their calibrated limits."""

@@ -1,0 +1,461 @@
+"""PSI and KS of one drift window against its baseline, judged by limits calibrated per window size.
+
+Why the pieces are the way they are:
+
+* **PSI** compares the window's bin shares with the baseline's reference
+  probabilities. A window of a few hundred inferences leaves bins empty by
+  chance, and ``ln(0)`` is infinite, so every bin of the *window* gets
+  :data:`SMOOTHING`, half an inference (the Jeffreys prior), before it
+  becomes shares: an empty bin costs a bounded amount that shrinks as the
+  window grows, where a fixed share floor would cost the same ~0.7 at any
+  size. Half an *inference*, not half a count: a pooled feature counts 32
+  positions per inference, and smoothing by counts would make its PSI a
+  different statistic from the one calibrated. A reference share of zero
+  (a class the training data never showed) is raised to :data:`PROBABILITY_FLOOR`.
+* **KS** is the largest gap between the cumulative shares at the bin edges,
+  the binned form of the Kolmogorov-Smirnov distance; it needs no smoothing.
+* **No magic thresholds.** How large either statistic gets without any
+  drift depends on the window size, the number of bins and features, and
+  the baseline's shares, so :func:`calibrate` measures it: a seeded
+  parametric bootstrap draws ``replicates`` windows of ``count`` inferences
+  as multinomial(count, baseline probabilities) per feature. With
+  ``reference_size`` the reference is drawn as well, multinomial
+  (reference_size, p) / reference_size per replicate: the baseline came
+  from a finite training set, and ignoring its own sampling error would let
+  it pass for drift. Per replicate the components are the largest feature
+  PSI, the largest feature KS and the output PSI; each gets a scale (its
+  ``1 - rate`` quantile), and one factor on all scales sets the joint limits
+  so that few enough replicates have *any* component over its limit.
+* **Bounded, not estimated, false alarms.** The sample quantile of a finite
+  bootstrap lands above the true one about half of the time, so a limit set
+  there would exceed the target false-alarm rate for about half of all
+  window sizes. The factor is therefore the order statistic that keeps the
+  true rate at or under ``false_alarm_rate`` with :data:`CONFIDENCE`
+  (a one-sided binomial bound: with 4,000 replicates and 1 %, 29 replicates
+  may exceed, not 40).
+* **The window size is the number of inferences** (``Drift.count``), not a
+  feature's count total: the agent counts up to 32 positions of each sample
+  of a pooled feature (a channel over a time window), and positions of one
+  sample are correlated, so counting them as independent draws would
+  understate the no-drift spread and raise false alarms. Such a feature's
+  shares are the mean of ``n`` per-sample share vectors, each less spread
+  than a single draw with the same mean, and both statistics are convex in
+  the shares, so ``n`` independent draws overstate their spread: ``n`` is
+  conservative for pooled features (limits a little wide) and exact for
+  tabular ones and the output.
+* Features are drawn independently of each other. Real features tend to
+  move together (two axes of one vibration), which makes the largest of
+  their statistics smaller than for independent ones: this errs on the quiet
+  side too.
+
+:class:`Calibration` caches the limits per baseline and window-size
+:func:`bucket`, so an ingest pays for a bootstrap once per model version and
+bucket, and every server replica arrives at the same numbers (the draws are
+seeded from ``seed`` and the count).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections import OrderedDict
+from collections.abc import Hashable, Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from edgefleet.server.errors import InvalidInputError
+from edgefleet.shared.manifest import Baseline, BaselineBins
+
+MIN_COUNT = 30
+"""Fewer inferences than this make a window too small to judge (its score is None)."""
+DEFAULT_REPLICATES = 4000
+SMOOTHING = 0.5
+"""Inferences added to every bin of a window before its PSI."""
+PROBABILITY_FLOOR = 1e-4
+"""The least reference share a PSI divides by."""
+CONFIDENCE = 0.95
+"""How sure a calibrated limit is to keep the false-alarm rate at or under its target."""
+GRID_STEPS_PER_DOUBLING = 8
+"""Window-size buckets per doubling: a window is judged as at most 9 % smaller than it is."""
+
+Floats = npt.NDArray[np.float64]
+Sketch = tuple[str, Sequence[int]]
+
+
+class SketchMismatch(InvalidInputError):
+    """A window's counts do not fit the baseline they claim to be counted against."""
+
+    reason = "sketch_mismatch"
+
+
+@dataclass(frozen=True, slots=True)
+class FeatureDrift:
+    name: str
+    psi: float
+    ks: float
+
+
+@dataclass(frozen=True, slots=True)
+class Thresholds:
+    """Limits for one baseline at one window size: a window over any of them is flagged.
+
+    ``count`` is the window size they were calibrated for (a bucket's floor).
+    A baseline without features has no feature limits: ``psi`` and ``ks`` are infinite.
+    """
+
+    count: int
+    psi: float
+    ks: float
+    output_psi: float | None
+    false_alarm_rate: float
+    replicates: int
+
+
+@dataclass(frozen=True, slots=True)
+class WindowDrift:
+    """``score`` is the largest statistic over its limit; None when too small to judge."""
+
+    features: tuple[FeatureDrift, ...]
+    output_psi: float | None
+    score: float | None
+    flagged: bool
+
+
+def _psi(counts: Floats, reference: Floats, size: float) -> Floats:
+    """PSI over the last axis, any leading axes (one window, or a bootstrap's replicates).
+
+    The window's shares are smoothed as if ``size`` inferences had made them.
+    """
+    raw = counts / counts.sum(axis=-1, keepdims=True)
+    shares = (raw * size + SMOOTHING) / (size + SMOOTHING * counts.shape[-1])
+    expected = np.maximum(reference, PROBABILITY_FLOOR)
+    result: Floats = ((shares - expected) * np.log(shares / expected)).sum(axis=-1)
+    return result
+
+
+def _ks(counts: Floats, reference: Floats) -> Floats:
+    """Largest gap of cumulative shares at the bin edges, over the last axis."""
+    shares = counts / counts.sum(axis=-1, keepdims=True)
+    gaps = np.cumsum(shares - reference, axis=-1)[..., :-1]
+    result: Floats = np.abs(gaps).max(axis=-1)
+    return result
+
+
+def _pair(counts: Sequence[int], probabilities: Sequence[float]) -> tuple[Floats, Floats]:
+    window = np.asarray(counts, dtype=np.float64)
+    reference = np.asarray(probabilities, dtype=np.float64)
+    if window.ndim != 1 or window.shape != reference.shape or window.size < 2:
+        raise SketchMismatch(
+            f"{window.size} counts against {reference.size} reference probabilities: "
+            "a window and its baseline need the same bins, at least two"
+        )
+    if (window < 0).any() or window.sum() <= 0:
+        raise SketchMismatch("a window needs non-negative counts with at least one value counted")
+    return window, reference
+
+
+def psi(counts: Sequence[int], probabilities: Sequence[float], *, size: int | None = None) -> float:
+    """Population stability index of a window's ``counts`` against reference ``probabilities``.
+
+    ``size`` is the number of inferences behind the counts (the smoothing is
+    half of one per bin); by default, the counts' total.
+    """
+    window, reference = _pair(counts, probabilities)
+    return float(_psi(window, reference, window.sum() if size is None else size))
+
+
+def ks(counts: Sequence[int], probabilities: Sequence[float]) -> float:
+    """Largest gap between the window's and the reference's cumulative shares at any bin edge."""
+    return float(_ks(*_pair(counts, probabilities)))
+
+
+def _check_counts(what: str, bins: BaselineBins, counts: Sequence[int]) -> None:
+    if len(counts) != len(bins.edges) + 1:
+        raise SketchMismatch(
+            f"{what} {bins.name!r} has {len(counts)} counts; its baseline has "
+            f"{len(bins.edges)} edges, so {len(bins.edges) + 1} bins"
+        )
+    if any(c < 0 for c in counts):
+        raise SketchMismatch(f"{what} {bins.name!r} has negative counts: {list(counts)}")
+    if not any(counts):
+        raise SketchMismatch(
+            f"{what} {bins.name!r} counted nothing: a window's counts must hold "
+            "the values it saw (a sensor sending only NaN shows up here)"
+        )
+
+
+def check_sketch(baseline: Baseline, features: Sequence[Sketch], output: Sketch | None) -> None:
+    """Refuse counts that were not made against ``baseline``'s bins, naming what differs."""
+    expected = [f.name for f in baseline.features]
+    sent = [name for name, _ in features]
+    if expected and not sent:
+        raise SketchMismatch(
+            f"the window has no feature counts; its baseline has {len(expected)} "
+            f"features ({', '.join(expected[:5])}{', ...' if len(expected) > 5 else ''})"
+        )
+    if sent != expected:
+        missing = [n for n in expected if n not in sent]
+        extra = [n for n in sent if n not in expected]
+        detail = (
+            f"missing {missing}, not in the baseline {extra}"
+            if missing or extra
+            else f"in the order {sent}, the baseline's is {expected}"
+        )
+        raise SketchMismatch(f"the window's features do not match the baseline's: {detail}")
+    for bins, (_, counts) in zip(baseline.features, features, strict=True):
+        _check_counts("feature", bins, counts)
+    if output is None:
+        return
+    if baseline.output is None:
+        raise SketchMismatch(f"the window has output counts {output[0]!r}; its baseline has none")
+    if output[0] != baseline.output.name:
+        raise SketchMismatch(
+            f"the window's output is {output[0]!r}, the baseline's is {baseline.output.name!r}"
+        )
+    _check_counts("output", baseline.output, output[1])
+
+
+def _check_settings(false_alarm_rate: float, replicates: int) -> int:
+    """How many bootstrap replicates may exceed the limits; refuses unusable settings."""
+    if not 0.0 < false_alarm_rate < 0.5:
+        raise InvalidInputError(
+            f"a false-alarm rate is above 0 and below 0.5, got {false_alarm_rate}"
+        )
+    allowed = _allowed_exceedances(replicates, false_alarm_rate)
+    if allowed < 0:
+        raise InvalidInputError(
+            f"{replicates} replicates cannot bound a false-alarm rate of {false_alarm_rate} "
+            f"with {CONFIDENCE:.0%} confidence; use at least "
+            f"{math.ceil(math.log(1 - CONFIDENCE) / math.log1p(-false_alarm_rate))}"
+        )
+    return allowed
+
+
+def _allowed_exceedances(replicates: int, rate: float) -> int:
+    """The largest ``k`` with P(Binomial(replicates, rate) <= k) <= 1 - CONFIDENCE, or -1.
+
+    With ``k`` of ``replicates`` draws over a limit, the true rate of exceeding
+    it is above ``rate`` exactly when at most ``k`` of ``replicates`` draws
+    land in the top ``rate`` share, which is that binomial probability.
+    """
+    if replicates < 1:
+        return -1
+    log_odds = math.log(rate) - math.log1p(-rate)
+    log_pmf = replicates * math.log1p(-rate)
+    log_cdf = log_pmf
+    k = -1
+    while log_cdf <= math.log(1 - CONFIDENCE) and k < replicates - 1:
+        k += 1
+        log_pmf += math.log(replicates - k) - math.log(k + 1) + log_odds
+        log_cdf = float(np.logaddexp(log_cdf, log_pmf))
+    return k
+
+
+def _null_draws(
+    rng: np.random.Generator,
+    bins: BaselineBins,
+    count: int,
+    reference_size: int | None,
+    replicates: int,
+) -> tuple[Floats, Floats]:
+    """No-drift windows of ``count`` inferences and the references they are compared with."""
+    p = np.asarray(bins.probabilities, dtype=np.float64)
+    p /= p.sum()
+    windows = rng.multinomial(count, p, size=replicates).astype(np.float64)
+    if reference_size is None:
+        return windows, p
+    references = rng.multinomial(reference_size, p, size=replicates) / reference_size
+    return windows, references.astype(np.float64)
+
+
+def calibrate(
+    baseline: Baseline,
+    count: int,
+    *,
+    reference_size: int | None = None,
+    false_alarm_rate: float = 0.01,
+    replicates: int = DEFAULT_REPLICATES,
+    seed: int = 0,
+) -> Thresholds:
+    """Limits for windows of ``count`` inferences against ``baseline`` (see the module notes)."""
+    allowed = _check_settings(false_alarm_rate, replicates)
+    if count < 1 or (reference_size is not None and reference_size < 1):
+        raise InvalidInputError(
+            f"calibration needs a window and a reference of at least one inference, "
+            f"got {count} and {reference_size}"
+        )
+    if not baseline.features and baseline.output is None:
+        raise InvalidInputError("the baseline has neither feature nor output bins to judge")
+    rng = np.random.default_rng([seed, count])
+    components: list[Floats] = []
+    if baseline.features:
+        largest_psi = np.zeros(replicates)
+        largest_ks = np.zeros(replicates)
+        for bins in baseline.features:
+            windows, references = _null_draws(rng, bins, count, reference_size, replicates)
+            np.maximum(largest_psi, _psi(windows, references, count), out=largest_psi)
+            np.maximum(largest_ks, _ks(windows, references), out=largest_ks)
+        components += [largest_psi, largest_ks]
+    if baseline.output is not None:
+        components.append(
+            _psi(*_null_draws(rng, baseline.output, count, reference_size, replicates), count)
+        )
+    stats = np.stack(components)
+    # A statistic that no replicate moves (all mass in one bin) keeps a tiny scale:
+    # any movement at all is then drift.
+    scales = np.maximum(np.quantile(stats, 1.0 - false_alarm_rate, axis=1), 1e-12)
+    ratios = np.sort((stats / scales[:, np.newaxis]).max(axis=0))
+    limits = [float(s) for s in scales * ratios[replicates - 1 - allowed]]
+    if not baseline.features:
+        limits = [math.inf, math.inf, *limits]
+    return Thresholds(
+        count=count,
+        psi=limits[0],
+        ks=limits[1],
+        output_psi=limits[2] if baseline.output is not None else None,
+        false_alarm_rate=false_alarm_rate,
+        replicates=replicates,
+    )
+
+
+def judge(
+    baseline: Baseline,
+    features: Sequence[Sketch],
+    output: Sketch | None,
+    thresholds: Thresholds | None,
+) -> WindowDrift:
+    """The window's statistics, and its score against ``thresholds`` (None: too small to judge).
+
+    PSI is smoothed for the inferences the limits were calibrated for, so a
+    judged window's statistic is the very one its limits describe; an
+    unjudged window's is smoothed by its own counts' total.
+    """
+    check_sketch(baseline, features, output)
+    size = None if thresholds is None else thresholds.count
+    drifts = tuple(
+        FeatureDrift(
+            name=bins.name,
+            psi=psi(counts, bins.probabilities, size=size),
+            ks=ks(counts, bins.probabilities),
+        )
+        for bins, (_, counts) in zip(baseline.features, features, strict=True)
+    )
+    output_psi = (
+        psi(output[1], baseline.output.probabilities, size=size)
+        if output is not None and baseline.output is not None
+        else None
+    )
+    score = None if thresholds is None else _score(drifts, output_psi, thresholds)
+    return WindowDrift(
+        features=drifts,
+        output_psi=output_psi,
+        score=score,
+        flagged=score is not None and score > 1.0,
+    )
+
+
+def _score(
+    drifts: Sequence[FeatureDrift], output_psi: float | None, thresholds: Thresholds
+) -> float | None:
+    ratios = [d.psi / thresholds.psi for d in drifts] + [d.ks / thresholds.ks for d in drifts]
+    if output_psi is not None and thresholds.output_psi is not None:
+        ratios.append(output_psi / thresholds.output_psi)
+    return max(ratios, default=None)
+
+
+def bucket(count: int) -> int:
+    """``count`` rounded down to the grid ``floor(2 ** (k / 8))``.
+
+    A smaller window has wider limits, so judging a window by the limits of
+    its bucket's floor stays conservative, and a cache needs only a few
+    entries per doubling of the window size.
+    """
+    if count < 1:
+        raise InvalidInputError(f"a window size is at least 1, got {count}")
+    step = math.floor(GRID_STEPS_PER_DOUBLING * math.log2(count))
+    while _grid(step) > count:
+        step -= 1
+    while _grid(step + 1) <= count:
+        step += 1
+    return _grid(step)
+
+
+def _grid(step: int) -> int:
+    return math.floor(2 ** (step / GRID_STEPS_PER_DOUBLING))
+
+
+def pool(sketches: Iterable[Sequence[Sequence[int]]]) -> tuple[tuple[int, ...], ...]:
+    """Counts summed bin by bin over windows (each a sequence of per-feature counts).
+
+    A group's or the fleet's drift is one window over the pooled counts, with
+    the windows' inference counts summed as its size.
+    """
+    total: list[npt.NDArray[np.int64]] | None = None
+    for sketch in sketches:
+        arrays = [np.asarray(counts, dtype=np.int64) for counts in sketch]
+        if total is None:
+            total = arrays
+            continue
+        if [a.shape for a in arrays] != [t.shape for t in total]:
+            raise SketchMismatch(
+                "pooled windows need the same bins: "
+                f"{[len(t) for t in total]} counts per feature against {[len(a) for a in arrays]}"
+            )
+        total = [t + a for t, a in zip(total, arrays, strict=True)]
+    return () if total is None else tuple(tuple(int(c) for c in t) for t in total)
+
+
+class Calibration:
+    """Thresholds per (key, window-size bucket), so ingest calibrates each baseline and bucket once.
+
+    ``key`` must name one baseline for good (a model version's id): the
+    cache does not look inside the baseline. Safe to share between threads;
+    two threads missing the same entry both calibrate, to the same numbers.
+    """
+
+    def __init__(
+        self,
+        *,
+        false_alarm_rate: float = 0.01,
+        replicates: int = DEFAULT_REPLICATES,
+        max_entries: int = 4096,
+    ) -> None:
+        _check_settings(false_alarm_rate, replicates)
+        if max_entries < 1:
+            raise InvalidInputError(f"a cache holds at least one entry, got {max_entries}")
+        self.false_alarm_rate = false_alarm_rate
+        self.replicates = replicates
+        self.max_entries = max_entries
+        self._entries: OrderedDict[tuple[Hashable, int, int | None], Thresholds] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def thresholds(
+        self, key: Hashable, baseline: Baseline, count: int, *, reference_size: int | None = None
+    ) -> Thresholds | None:
+        """Limits for a window of ``count`` inferences; None below :data:`MIN_COUNT`."""
+        if count < MIN_COUNT:
+            return None
+        entry = (key, bucket(count), reference_size)
+        with self._lock:
+            found = self._entries.get(entry)
+            if found is not None:
+                self._entries.move_to_end(entry)
+                return found
+        made = calibrate(
+            baseline,
+            entry[1],
+            reference_size=reference_size,
+            false_alarm_rate=self.false_alarm_rate,
+            replicates=self.replicates,
+        )
+        with self._lock:
+            kept = self._entries.setdefault(entry, made)
+            self._entries.move_to_end(entry)
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
+        return kept
+
+    def __len__(self) -> int:
+        return len(self._entries)

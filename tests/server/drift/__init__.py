@@ -1,0 +1,1 @@
+"""Drift statistics, their calibration, and the drift target measured on synthetic sensors."""
