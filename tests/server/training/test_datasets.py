@@ -95,7 +95,8 @@ def test_an_extended_split_keeps_every_old_row_in_its_part() -> None:
     for part in ("train", "validation", "test"):
         kept = getattr(after, part)
         assert np.array_equal(kept[kept < len(old)], getattr(before, part))
-    assert (after.test >= len(old)).any() and (after.train >= len(old)).any()
+    assert (after.test >= len(old)).any()
+    assert (after.train >= len(old)).any()
 
 
 def test_a_split_whose_segments_overrun_the_rows_is_refused() -> None:
