@@ -102,12 +102,12 @@ class Thresholds:
     """Limits for one baseline at one window size: a window over any of them is flagged.
 
     ``count`` is the window size they were calibrated for (a bucket's floor).
-    A baseline without features has no feature limits: ``psi`` and ``ks`` are infinite.
+    A limit is None where the baseline has no such bins (no features, no output).
     """
 
     count: int
-    psi: float
-    ks: float
+    psi: float | None
+    ks: float | None
     output_psi: float | None
     false_alarm_rate: float
     replicates: int
@@ -281,10 +281,10 @@ def calibrate(
 ) -> Thresholds:
     """Limits for windows of ``count`` inferences against ``baseline`` (see the module notes)."""
     allowed = _check_settings(false_alarm_rate, replicates)
-    if count < 1 or (reference_size is not None and reference_size < 1):
+    if count < 1 or (reference_size is not None and reference_size < 1) or seed < 0:
         raise InvalidInputError(
-            f"calibration needs a window and a reference of at least one inference, "
-            f"got {count} and {reference_size}"
+            f"calibration needs a window and a reference of at least one inference and "
+            f"a seed of at least 0, got {count}, {reference_size} and {seed}"
         )
     if not baseline.features and baseline.output is None:
         raise InvalidInputError("the baseline has neither feature nor output bins to judge")
@@ -307,14 +307,16 @@ def calibrate(
     # any movement at all is then drift.
     scales = np.maximum(np.quantile(stats, 1.0 - false_alarm_rate, axis=1), 1e-12)
     ratios = np.sort((stats / scales[:, np.newaxis]).max(axis=0))
-    limits = [float(s) for s in scales * ratios[replicates - 1 - allowed]]
+    limits: list[float | None] = [float(s) for s in scales * ratios[replicates - 1 - allowed]]
     if not baseline.features:
-        limits = [math.inf, math.inf, *limits]
+        limits = [None, None, *limits]
+    if baseline.output is None:
+        limits.append(None)
     return Thresholds(
         count=count,
         psi=limits[0],
         ks=limits[1],
-        output_psi=limits[2] if baseline.output is not None else None,
+        output_psi=limits[2],
         false_alarm_rate=false_alarm_rate,
         replicates=replicates,
     )
@@ -359,9 +361,9 @@ def judge(
 def _score(
     drifts: Sequence[FeatureDrift], output_psi: float | None, thresholds: Thresholds
 ) -> float | None:
-    ratios = [d.psi / thresholds.psi for d in drifts] + [d.ks / thresholds.ks for d in drifts]
-    if output_psi is not None and thresholds.output_psi is not None:
-        ratios.append(output_psi / thresholds.output_psi)
+    pairs: list[tuple[float | None, float | None]] = [(output_psi, thresholds.output_psi)]
+    pairs += [(d.psi, thresholds.psi) for d in drifts] + [(d.ks, thresholds.ks) for d in drifts]
+    ratios = [value / limit for value, limit in pairs if value is not None and limit is not None]
     return max(ratios, default=None)
 
 

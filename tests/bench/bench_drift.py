@@ -164,7 +164,9 @@ def table(results: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[50, 100, 200, 400])
+    parser.add_argument(
+        "--sizes", type=int, nargs="+", default=[50, 100, 150, 181, 197, 215, 234, 300, 400]
+    )
     parser.add_argument("--null-windows", type=int, default=3000)
     parser.add_argument("--trials", type=int, default=500)
     parser.add_argument("--seed", type=int, default=0)

@@ -11,14 +11,14 @@ device draws its windows (without replacement within a window) from a pool
 of its own fresh samples. A pool's own sampling error is a small
 device-specific deviation from the baseline on top of the no-drift one, so
 it can only add false alarms. ``tests.bench.bench_drift`` measures the same
-figures on fresh samples only, at more window sizes and trials; the
-smallest window size meeting both there was 181 inferences.
+figures on fresh samples only, at more window sizes and trials: the
+smallest size meeting both there is 197 inferences (181 misses detection of
+a temperature shift, about 93 %); :data:`WINDOW` leaves a margin on both.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import numpy as np
 import pytest
@@ -36,8 +36,8 @@ from edgefleet.server.training.datasets import Samples
 from edgefleet.shared.manifest import Baseline, BaselineBins
 from tests.server.drift.simulation import SHIFT, Device, fit_baseline, seed_for
 
-WINDOW = 256
-"""Inferences per window for which the drift target is asserted."""
+WINDOW = 234
+"""Inferences per window for which the drift target is asserted (a bucket's floor)."""
 DEVICES = 10
 POOL = 2000
 NULL_WINDOWS_PER_DEVICE = 200
@@ -76,25 +76,22 @@ def test_the_same_inputs_give_the_same_limits_and_another_seed_others() -> None:
 def test_limits_narrow_as_windows_grow() -> None:
     limits = [calibrate(SMALL, n) for n in (50, 100, 200, 400, 800)]
     for smaller, larger in zip(limits, limits[1:], strict=False):
-        assert larger.psi < smaller.psi
-        assert larger.ks < smaller.ks
-        assert larger.output_psi is not None
-        assert smaller.output_psi is not None
-        assert larger.output_psi < smaller.output_psi
+        for field in ("psi", "ks", "output_psi"):
+            assert getattr(larger, field) < getattr(smaller, field)
 
 
 def test_a_small_reference_widens_the_limits() -> None:
     exact = calibrate(SMALL, 400)
     sampled = calibrate(SMALL, 400, reference_size=400)
-    assert sampled.psi > exact.psi
-    assert sampled.ks > exact.ks
+    assert (sampled.psi or 0) > (exact.psi or 1)
+    assert (sampled.ks or 0) > (exact.ks or 1)
 
 
 def test_a_stricter_false_alarm_rate_widens_the_limits() -> None:
     loose = calibrate(SMALL, 200)
     strict = calibrate(SMALL, 200, false_alarm_rate=0.001)
-    assert strict.psi > loose.psi
-    assert strict.ks > loose.ks
+    assert (strict.psi or 0) > (loose.psi or 1)
+    assert (strict.ks or 0) > (loose.ks or 1)
 
 
 def test_no_drift_windows_are_flagged_at_most_at_the_calibrated_rate() -> None:
@@ -124,7 +121,7 @@ def test_no_drift_windows_are_flagged_at_most_at_the_calibrated_rate() -> None:
 def test_a_baseline_with_output_bins_only_is_judged_on_them() -> None:
     only_output = Baseline(features=(), output=bins("score", (0.25, 0.25, 0.5)))
     thresholds = calibrate(only_output, 100)
-    assert (thresholds.psi, thresholds.ks) == (math.inf, math.inf)
+    assert (thresholds.psi, thresholds.ks) == (None, None)
     assert thresholds.output_psi is not None
     calm = judge(only_output, [], ("score", [25, 25, 50]), thresholds)
     moved = judge(only_output, [], ("score", [60, 20, 20]), thresholds)
@@ -143,6 +140,7 @@ def test_a_baseline_without_output_bins_has_no_output_limit() -> None:
     [
         ({"count": 0}, "at least one inference"),
         ({"count": 100, "reference_size": 0}, "at least one inference"),
+        ({"count": 100, "seed": -1}, "seed of at least 0"),
         ({"count": 100, "false_alarm_rate": 0.0}, "false-alarm rate"),
         ({"count": 100, "false_alarm_rate": 0.5}, "false-alarm rate"),
         ({"count": 100, "replicates": 200}, "use at least 299"),
