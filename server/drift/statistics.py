@@ -1,62 +1,52 @@
 """PSI and KS of one drift window against its baseline, judged by limits calibrated per window size.
 
-Why the pieces are the way they are:
-
 * **PSI** compares the window's bin shares with the baseline's reference
-  probabilities. A window of a few hundred inferences leaves bins empty by
-  chance, and ``ln(0)`` is infinite, so every bin of the *window* gets
-  :data:`SMOOTHING`, half an inference (the Jeffreys prior), before it
-  becomes shares: an empty bin costs a bounded amount that shrinks as the
-  window grows, where a fixed share floor would cost the same ~0.7 at any
-  size. Half an *inference*, not half a count: a pooled feature counts 32
-  positions per inference, and smoothing by counts would make its PSI a
-  different statistic from the one calibrated. A reference share of zero
-  (a class the training data never showed) is raised to :data:`PROBABILITY_FLOOR`.
-* **KS** is the largest gap between the cumulative shares at the bin edges,
-  the binned form of the Kolmogorov-Smirnov distance; it needs no smoothing.
-* **No magic thresholds.** How large either statistic gets without any
-  drift depends on the window size, the number of bins and features, and
-  the baseline's shares, so :func:`calibrate` measures it: a seeded
-  parametric bootstrap draws ``replicates`` windows of ``count`` inferences
-  as multinomial(count, baseline probabilities) per feature. With
-  ``reference_size`` the reference is drawn as well, multinomial
-  (reference_size, p) / reference_size per replicate: the baseline came
-  from a finite training set, and ignoring its own sampling error would let
-  it pass for drift. Per replicate the components are the largest feature
-  PSI, the largest feature KS and the output PSI; each gets a scale (its
-  ``1 - rate`` quantile), and one factor on all scales sets the joint limits
-  so that few enough replicates have *any* component over its limit.
-* **Bounded, not estimated, false alarms.** The sample quantile of a finite
-  bootstrap lands above the true one about half of the time, so a limit set
-  there would exceed the target false-alarm rate for about half of all
-  window sizes. The factor is therefore the order statistic that keeps the
-  true rate at or under ``false_alarm_rate`` with :data:`CONFIDENCE`
-  (a one-sided binomial bound: with 4,000 replicates and 1 %, 29 replicates
-  may exceed, not 40).
+  probabilities. Every bin of the window gets :data:`SMOOTHING`, half an
+  inference (the Jeffreys prior), before it becomes a share, so a bin left
+  empty by chance costs a bounded amount that shrinks as windows grow (a
+  fixed share floor would cost ~0.7 at any size). Half an *inference*, not
+  half a count: a pooled feature counts 32 positions per inference, and
+  smoothing by counts would make its PSI another statistic than the one
+  calibrated. A reference share of zero is raised to :data:`PROBABILITY_FLOOR`.
+* **KS** is the largest gap between cumulative shares at the bin edges.
+* **No magic thresholds.** How large either gets without drift depends on
+  the window size, the bins, the features and the baseline's shares, so
+  :func:`calibrate` measures it with a seeded parametric bootstrap:
+  ``replicates`` windows of ``count`` inferences drawn as multinomial(count,
+  p) per feature, and with ``reference_size`` the reference drawn too, as
+  multinomial(reference_size, p) / reference_size (the baseline came from a
+  finite training set; ignoring its own sampling error would let that pass
+  for drift). The components are the largest feature PSI, the largest
+  feature KS and the output PSI; each gets a scale (its ``1 - rate``
+  quantile), and one factor on all scales makes the joint limits, so that
+  few enough replicates have *any* component over its limit.
+* **Bounded, not estimated, false alarms.** A finite bootstrap's sample
+  quantile lands above the true one half of the time, which would break the
+  target for half of all window sizes. The factor is the order statistic
+  that keeps the true rate at or under ``false_alarm_rate`` with 95 %
+  confidence (:mod:`~edgefleet.server.drift.bounds`; of 4,000 replicates,
+  29 may exceed at 1 %, not 40).
 * **The window size is the number of inferences** (``Drift.count``), not a
-  feature's count total: the agent counts up to 32 positions of each sample
-  of a pooled feature (a channel over a time window), and positions of one
-  sample are correlated, so counting them as independent draws would
-  understate the no-drift spread and raise false alarms. Such a feature's
-  shares are the mean of ``n`` per-sample share vectors, each less spread
-  than a single draw with the same mean, and both statistics are convex in
-  the shares, so ``n`` independent draws overstate their spread: ``n`` is
-  conservative for pooled features (limits a little wide) and exact for
-  tabular ones and the output.
-* Features are drawn independently of each other. Real features tend to
-  move together (two axes of one vibration), which makes the largest of
-  their statistics smaller than for independent ones: this errs on the quiet
-  side too.
+  feature's count total. The agent counts up to 32 positions of each sample
+  of a pooled feature (a channel over a time window) and they are
+  correlated; taken as independent draws they would understate the
+  no-drift spread and raise false alarms. Such a feature's shares are a mean
+  of ``n`` per-sample share vectors, each less spread than one draw with the
+  same mean, and both statistics are convex in the shares: ``n`` independent
+  draws overstate their spread, so ``n`` is conservative for pooled
+  features (limits a little wide) and exact for tabular ones and the output.
+* Features are drawn independently. Real ones tend to move together (two
+  axes of one vibration), which makes their largest statistic smaller: this
+  errs on the quiet side too.
 
-:class:`Calibration` caches the limits per baseline and window-size
-:func:`bucket`, so an ingest pays for a bootstrap once per model version and
-bucket, and every server replica arrives at the same numbers (the draws are
-seeded from ``seed`` and the count).
+:class:`Calibration` caches limits per baseline and window-size
+:func:`bucket`, so ingest pays for a bootstrap once per model version and
+bucket; the draws are seeded from ``seed`` and the count, so every server
+replica arrives at the same numbers.
 """
 
 from __future__ import annotations
 
-import math
 import threading
 from collections import OrderedDict
 from collections.abc import Hashable, Iterable, Sequence
@@ -65,6 +55,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from edgefleet.server.drift.bounds import allowed_exceedances
+from edgefleet.server.drift.bounds import bucket as bucket
 from edgefleet.server.errors import InvalidInputError
 from edgefleet.shared.manifest import Baseline, BaselineBins
 
@@ -75,10 +67,6 @@ SMOOTHING = 0.5
 """Inferences added to every bin of a window before its PSI."""
 PROBABILITY_FLOOR = 1e-4
 """The least reference share a PSI divides by."""
-CONFIDENCE = 0.95
-"""How sure a calibrated limit is to keep the false-alarm rate at or under its target."""
-GRID_STEPS_PER_DOUBLING = 8
-"""Window-size buckets per doubling: a window is judged as at most 9 % smaller than it is."""
 
 Floats = npt.NDArray[np.float64]
 Sketch = tuple[str, Sequence[int]]
@@ -217,42 +205,6 @@ def check_sketch(baseline: Baseline, features: Sequence[Sketch], output: Sketch 
     _check_counts("output", baseline.output, output[1])
 
 
-def _check_settings(false_alarm_rate: float, replicates: int) -> int:
-    """How many bootstrap replicates may exceed the limits; refuses unusable settings."""
-    if not 0.0 < false_alarm_rate < 0.5:
-        raise InvalidInputError(
-            f"a false-alarm rate is above 0 and below 0.5, got {false_alarm_rate}"
-        )
-    allowed = _allowed_exceedances(replicates, false_alarm_rate)
-    if allowed < 0:
-        raise InvalidInputError(
-            f"{replicates} replicates cannot bound a false-alarm rate of {false_alarm_rate} "
-            f"with {CONFIDENCE:.0%} confidence; use at least "
-            f"{math.ceil(math.log(1 - CONFIDENCE) / math.log1p(-false_alarm_rate))}"
-        )
-    return allowed
-
-
-def _allowed_exceedances(replicates: int, rate: float) -> int:
-    """The largest ``k`` with P(Binomial(replicates, rate) <= k) <= 1 - CONFIDENCE, or -1.
-
-    With ``k`` of ``replicates`` draws over a limit, the true rate of exceeding
-    it is above ``rate`` exactly when at most ``k`` of ``replicates`` draws
-    land in the top ``rate`` share, which is that binomial probability.
-    """
-    if replicates < 1:
-        return -1
-    log_odds = math.log(rate) - math.log1p(-rate)
-    log_pmf = replicates * math.log1p(-rate)
-    log_cdf = log_pmf
-    k = -1
-    while log_cdf <= math.log(1 - CONFIDENCE) and k < replicates - 1:
-        k += 1
-        log_pmf += math.log(replicates - k) - math.log(k + 1) + log_odds
-        log_cdf = float(np.logaddexp(log_cdf, log_pmf))
-    return k
-
-
 def _null_draws(
     rng: np.random.Generator,
     bins: BaselineBins,
@@ -280,7 +232,7 @@ def calibrate(
     seed: int = 0,
 ) -> Thresholds:
     """Limits for windows of ``count`` inferences against ``baseline`` (see the module notes)."""
-    allowed = _check_settings(false_alarm_rate, replicates)
+    allowed = allowed_exceedances(replicates, false_alarm_rate)
     if count < 1 or (reference_size is not None and reference_size < 1) or seed < 0:
         raise InvalidInputError(
             f"calibration needs a window and a reference of at least one inference and "
@@ -367,27 +319,6 @@ def _score(
     return max(ratios, default=None)
 
 
-def bucket(count: int) -> int:
-    """``count`` rounded down to the grid ``floor(2 ** (k / 8))``.
-
-    A smaller window has wider limits, so judging a window by the limits of
-    its bucket's floor stays conservative, and a cache needs only a few
-    entries per doubling of the window size.
-    """
-    if count < 1:
-        raise InvalidInputError(f"a window size is at least 1, got {count}")
-    step = math.floor(GRID_STEPS_PER_DOUBLING * math.log2(count))
-    while _grid(step) > count:
-        step -= 1
-    while _grid(step + 1) <= count:
-        step += 1
-    return _grid(step)
-
-
-def _grid(step: int) -> int:
-    return math.floor(2 ** (step / GRID_STEPS_PER_DOUBLING))
-
-
 def pool(sketches: Iterable[Sequence[Sequence[int]]]) -> tuple[tuple[int, ...], ...]:
     """Counts summed bin by bin over windows (each a sequence of per-feature counts).
 
@@ -424,7 +355,7 @@ class Calibration:
         replicates: int = DEFAULT_REPLICATES,
         max_entries: int = 4096,
     ) -> None:
-        _check_settings(false_alarm_rate, replicates)
+        allowed_exceedances(replicates, false_alarm_rate)
         if max_entries < 1:
             raise InvalidInputError(f"a cache holds at least one entry, got {max_entries}")
         self.false_alarm_rate = false_alarm_rate

@@ -1,4 +1,4 @@
-"""PSI, KS, sketch checks, judging, window-size buckets and pooling, on numbers done by hand."""
+"""PSI, KS, sketch checks, judging and pooling, on numbers worked out by hand."""
 
 from __future__ import annotations
 
@@ -8,12 +8,10 @@ from collections.abc import Callable, Sequence
 import pytest
 
 from edgefleet.server.drift.statistics import (
-    GRID_STEPS_PER_DOUBLING,
     PROBABILITY_FLOOR,
     FeatureDrift,
     SketchMismatch,
     Thresholds,
-    bucket,
     check_sketch,
     judge,
     ks,
@@ -195,26 +193,6 @@ def test_a_window_too_small_to_judge_keeps_its_statistics_but_no_score() -> None
 def test_judge_refuses_a_mismatched_window() -> None:
     with pytest.raises(SketchMismatch, match="missing"):
         judge(BASELINE, GOOD[:1], None, LIMITS)
-
-
-def test_buckets_round_down_monotonically_and_at_most_one_grid_step() -> None:
-    previous = 0
-    for count in range(1, 5000):
-        size = bucket(count)
-        assert previous <= size <= count
-        assert size > count / 2 ** (1 / GRID_STEPS_PER_DOUBLING) - 1
-        previous = size
-    assert len({bucket(n) for n in range(1024, 2048)}) == GRID_STEPS_PER_DOUBLING
-
-
-def test_a_grid_size_is_its_own_bucket() -> None:
-    assert [bucket(n) for n in (1, 181, 197, 234, 256, 1024)] == [1, 181, 197, 234, 256, 1024]
-    assert bucket(255) == 234
-
-
-def test_a_window_of_no_inferences_has_no_bucket() -> None:
-    with pytest.raises(InvalidInputError, match="at least 1"):
-        bucket(0)
 
 
 def test_pool_sums_counts_bin_by_bin() -> None:
