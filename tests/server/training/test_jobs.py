@@ -61,7 +61,7 @@ def test_a_job_records_everything_the_run_reads(queue: Queue) -> None:
     job = jobs.get_job(session=queue.session, job_id=queue.create(seed=3, profiles=("rpi4",)))
     assert job.state == JobState.QUEUED
     assert job.request["dataset"]["version"] == 1
-    assert job.request["split"] == {"seed": 0, "validation": 0.15, "test": 0.15}
+    assert job.request["split"] == {"seed": 0, "validation": 0.15, "test": 0.15, "segments": []}
     assert job.request["profiles"] == ["rpi4"]
     assert job.request["budget_points"] == 1.0
     request = jobs.training_request(job, queue.catalog, None)
