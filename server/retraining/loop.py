@@ -47,6 +47,7 @@ from edgefleet.server.db.models import (
     TrainingJob,
     VersionStage,
 )
+from edgefleet.server.drift import series
 from edgefleet.server.errors import InvalidInputError
 from edgefleet.server.metrics import Metrics
 from edgefleet.server.profiles import ProfileCatalog
@@ -211,7 +212,8 @@ class RetrainingLoop:
             champion = registry.get_version(
                 session=session, name=run.model_name, version=run.champion_version or 0
             )
-            base = _champion_dataset(session, champion, policy)
+            request = _champion_request(session, champion)
+            base = _champion_dataset(session, request, policy)
         except EdgefleetError as err:
             self._end(session, run, RetrainingState.FAILED, f"cannot retrain: {err}", now)
             return
@@ -232,7 +234,7 @@ class RetrainingLoop:
                 session.commit()
             return
         try:
-            job = self._start_job(session, run, policy, champion, base, now)
+            job = self._start_job(session, run, policy, champion, request, base, now)
         except EdgefleetError as err:
             session.rollback()
             self._end(session, run, RetrainingState.FAILED, f"could not start training: {err}", now)
@@ -261,6 +263,7 @@ class RetrainingLoop:
         run: RetrainingRun,
         policy: RetrainingPolicy,
         champion: ModelVersion,
+        request: dict[str, Any],
         base: DatasetVersion,
         now: float,
     ) -> TrainingJob:
@@ -278,7 +281,6 @@ class RetrainingLoop:
                 max_samples=policy.data.max_edge_samples,
             )
         run.dataset_name, run.dataset_version = dataset, version.version
-        request = _champion_request(session, champion)
         spec = jobs.JobSpec(
             model=run.model_name,
             dataset=dataset,
@@ -395,23 +397,8 @@ class RetrainingLoop:
         )
 
     def _refresh_gauge(self, session: Session, model: str) -> None:
-        latest = (
-            select(DriftWindow.device_id, func.max(DriftWindow.window_end).label("end"))
-            .where(DriftWindow.model == model)
-            .group_by(DriftWindow.device_id)
-            .subquery()
-        )
-        flagged = session.scalar(
-            select(func.count())
-            .select_from(DriftWindow)
-            .join(
-                latest,
-                (latest.c.device_id == DriftWindow.device_id)
-                & (latest.c.end == DriftWindow.window_end),
-            )
-            .where(DriftWindow.model == model, DriftWindow.flagged.is_(True))
-        )
-        self._parts.metrics.drift_flagged_devices.labels(model).set(flagged or 0)
+        flagged = series.drift_status(session, model=model).flagged_devices
+        self._parts.metrics.drift_flagged_devices.labels(model).set(flagged)
 
 
 def _members(session: Session, group: str) -> list[str]:
@@ -457,11 +444,8 @@ def _champion_request(session: Session, champion: ModelVersion) -> dict[str, Any
 
 
 def _champion_dataset(
-    session: Session, champion: ModelVersion, policy: RetrainingPolicy
+    session: Session, request: dict[str, Any], policy: RetrainingPolicy
 ) -> DatasetVersion:
-    """The newest version of the policy's dataset, or of the champion's own."""
-    name = policy.data.dataset
-    if name is None:
-        request = _champion_request(session, champion)
-        name = str(request["dataset"]["name"])
+    """The newest version of the policy's dataset, or of the one the champion was trained on."""
+    name = policy.data.dataset or str(request["dataset"]["name"])
     return dataset_registry.get_version(session=session, name=name)
