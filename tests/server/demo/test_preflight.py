@@ -205,7 +205,11 @@ def test_require_ready_raises_the_formatted_problems(
     tmp_path: Path, listening: int, ports: tuple[int, int]
 ) -> None:
     (tmp_path / "demo").write_text("not a directory")
-    args = {"data_dir": tmp_path / "demo", "api_port": listening, "broker_port": ports[1]}
+    args: dict[str, Any] = {
+        "data_dir": tmp_path / "demo",
+        "api_port": listening,
+        "broker_port": ports[1],
+    }
     with pytest.raises(PreflightError) as raised:
         require_ready(**args)
     assert isinstance(raised.value, ConfigError)
