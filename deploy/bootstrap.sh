@@ -45,11 +45,20 @@ if sys.version_info < (3, 11):
     sys.exit(f"edgefleet needs Python >= 3.11, found {sys.version.split()[0]}")
 PY
 
-stamp="$venv/.edgefleet-installed-$extras-$(cat pyproject.toml | sha256sum | cut -c1-16)"
-if [ -f "$stamp" ]; then
-  say "virtualenv $venv is up to date"
-  exit 0
-fi
+project_hash="$(sha256sum <pyproject.toml | cut -c1-16)"
+# A wider install satisfies a narrower request: dev includes server, which includes agent.
+case "$extras" in
+  agent) enough=(agent server dev) ;;
+  server) enough=(server dev) ;;
+  *) enough=("$extras") ;;
+esac
+for have in "${enough[@]}"; do
+  if [ -f "$venv/.edgefleet-installed-$have-$project_hash" ]; then
+    say "virtualenv $venv is up to date (edgefleet[$have])"
+    exit 0
+  fi
+done
+stamp="$venv/.edgefleet-installed-$extras-$project_hash"
 if [ ! -x "$venv/bin/python" ]; then
   say "creating virtualenv $venv"
   "$python" -m venv "$venv"
