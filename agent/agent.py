@@ -109,6 +109,11 @@ class Agent:
     def connected(self) -> bool:
         return self._parts.transport.connected
 
+    @property
+    def pending_exit(self) -> Exit | None:
+        """Why :meth:`run` is about to return, for a caller that drives :meth:`step` itself."""
+        return self._exit
+
     # -- running -------------------------------------------------------------------------
 
     def start(self) -> None:

@@ -93,6 +93,10 @@ class Outbox:
             "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM messages"
         ).fetchone()
         self._pending, self._bytes = int(count), int(total)
+        # The highest row id stored: the agent asks for what is pending after what it handed
+        # out on every pass of its loop, and the answer is mostly "nothing", known without SQL.
+        (newest,) = connection.execute("SELECT COALESCE(MAX(id), 0) FROM messages").fetchone()
+        self._newest = int(newest)
 
     @classmethod
     def open(cls, path: Path, *, max_bytes: int, clock: Callable[[], float] = time.time) -> Outbox:
@@ -147,6 +151,7 @@ class Outbox:
         # The cached totals change only once the transaction has gone through.
         self._pending += 1 - dropped
         self._bytes += size - freed
+        self._newest = max(self._newest, int(row_id))
         return int(row_id)
 
     def _make_room(self, db: sqlite3.Connection, size: int) -> tuple[int, int]:
@@ -168,6 +173,8 @@ class Outbox:
 
     def pending(self, limit: int = 100, *, after: int = 0) -> list[OutboxItem]:
         """Oldest first; ``after`` skips ids up to it (those already in flight)."""
+        if after >= self._newest:
+            return []
         with self._transaction("cannot read the outbox", write=False) as db:
             rows = db.execute(
                 "SELECT id, channel, payload FROM messages WHERE id > ? ORDER BY id LIMIT ?",

@@ -22,7 +22,7 @@ from edgefleet.agent.outbox import Outbox
 from edgefleet.agent.runtime import ModelRunner
 from edgefleet.agent.storage import Storage
 from edgefleet.agent.telemetry import SystemMonitor
-from edgefleet.agent.transport import BrokerAddress, MqttTransport, TransportEvent
+from edgefleet.agent.transport import BrokerAddress, ExternalLoop, MqttTransport, TransportEvent
 from edgefleet.agent.update.intake import DeviceFacts, Intake
 from edgefleet.agent.update.updater import RunnerLoader
 from edgefleet.shared import __version__
@@ -87,8 +87,14 @@ def build_parts(
     clock: Clock | None = None,
     backoff: Backoff | None = None,
     server: Callable[[InferenceService], Server] | None = None,
+    loop: ExternalLoop | None = None,
+    inbox: queue.Queue[TransportEvent] | None = None,
 ) -> Parts:
-    """Every part from the config: data directory (locked), outbox, runtime, broker."""
+    """Every part from the config: data directory (locked), outbox, runtime, broker.
+
+    ``loop`` and ``inbox`` are the fleet simulator's: its one network thread for
+    many agents, and an inbox that also tells it which agent has mail.
+    """
     clock = clock or SystemClock()
     storage = Storage.open(Path(config.device.data_dir))
     storage.lock()
@@ -96,7 +102,7 @@ def build_parts(
         storage.outbox_path, max_bytes=config.telemetry.outbox_max_bytes, clock=clock.time
     )
     service = InferenceService(drift=config.drift, wall_clock=clock.time)
-    inbox: queue.Queue[TransportEvent] = queue.Queue()
+    inbox = queue.Queue() if inbox is None else inbox
     broker = config.broker
     address = BrokerAddress(
         host=broker.host,
@@ -113,6 +119,7 @@ def build_parts(
         sink=inbox.put,
         will=lambda: (state_topic, offline_state(config, clock.time())),
         backoff=backoff,
+        loop=loop,
     )
     facts = DeviceFacts(
         profile=config.device.profile,

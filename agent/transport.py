@@ -6,6 +6,12 @@ a clean session) and QoS 1 acknowledgements, and maps paho's return and
 reason codes to :class:`~edgefleet.agent.errors.TransportError`
 (:func:`_transport_error`). Everything else speaks in topics and bytes.
 
+A connection normally runs on its own network thread. Given an
+:class:`ExternalLoop`, it runs on that loop's thread instead, through paho's
+external-loop calls: the fleet simulator drives thousands of agents' sockets
+from one thread per process that way, where a thread per connection would
+not fit.
+
 Nothing here blocks paho's network thread: every callback turns what
 happened into a :data:`TransportEvent` and hands it to ``sink``, which must
 only enqueue (the agent's own thread does the work). A publish is tracked by
@@ -21,6 +27,7 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
@@ -67,6 +74,19 @@ WillFactory = Callable[[], tuple[str, bytes]]
 """``() -> (topic, payload)`` of the retained last will, asked for before every connect."""
 
 
+class ExternalLoop(Protocol):
+    """Runs the network I/O of many connections on one thread (see :meth:`MqttTransport.start`).
+
+    The loop connects an attached transport with :meth:`MqttTransport.connect_once`,
+    services its :attr:`MqttTransport.client` with paho's ``loop_read``,
+    ``loop_write`` and ``loop_misc``, and reconnects it after
+    :meth:`MqttTransport.retry_delay` until it is detached.
+    """
+
+    def attach(self, transport: MqttTransport) -> None: ...
+    def detach(self, transport: MqttTransport) -> None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class BrokerAddress:
     host: str
@@ -88,8 +108,10 @@ class MqttTransport:
         sink: Sink,
         will: WillFactory,
         backoff: Backoff | None = None,
+        loop: ExternalLoop | None = None,
     ) -> None:
         self._address = address
+        self._loop = loop
         self._sink = sink
         self._will = will
         self._backoff = backoff or Backoff()
@@ -123,9 +145,21 @@ class MqttTransport:
     def wait_connected(self, timeout: float) -> bool:
         return self._connected.wait(timeout)
 
+    @property
+    def client(self) -> mqtt.Client:
+        """The paho client, for an :class:`ExternalLoop` to service."""
+        return self._client
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
     def start(self) -> None:
         """Connect in the background and keep reconnecting until :meth:`stop`."""
         self._stopping.clear()
+        if self._loop is not None:
+            self._loop.attach(self)
+            return
         self._thread = threading.Thread(target=self._run, name="edgefleet-mqtt", daemon=True)
         self._thread.start()
 
@@ -133,6 +167,8 @@ class MqttTransport:
         """Disconnect cleanly: the broker then keeps the last will to itself."""
         self._stopping.set()
         self._client.disconnect()
+        if self._loop is not None:
+            self._loop.detach(self)
         thread, self._thread = self._thread, None
         if thread is not None:
             thread.join(timeout)
@@ -173,29 +209,38 @@ class MqttTransport:
 
     def _run(self) -> None:
         while not self._stopping.is_set():
-            try:
-                topic, payload = self._will()
-                self._client.will_set(topic, payload, qos=QOS, retain=True)
-                self._client.connect(
-                    self._address.host,
-                    self._address.port,
-                    self._address.keepalive,
-                    clean_start=True,
-                )
-            except OSError as err:
-                # The text, not the error: a log record kept by a handler would keep the
-                # error's frames alive, and with them the socket paho leaves open on a
-                # failed TLS handshake.
-                reason = str(err)
-                log.warning(
-                    "cannot reach broker %s:%d: %s", self._address.host, self._address.port, reason
-                )
-            else:
+            if self.connect_once():
                 if self._stopping.is_set():  # stop() came while connect() was blocking
                     self._client.disconnect()
                 self._client.loop_forever()
-            if self._stopping.wait(self._backoff.next_delay()):
+            if self._stopping.wait(self.retry_delay()):
                 return
+
+    def connect_once(self) -> bool:
+        """One connection attempt (the TCP connect blocks); False, logged, if it failed."""
+        try:
+            topic, payload = self._will()
+            self._client.will_set(topic, payload, qos=QOS, retain=True)
+            self._client.connect(
+                self._address.host,
+                self._address.port,
+                self._address.keepalive,
+                clean_start=True,
+            )
+        except OSError as err:
+            # The text, not the error: a log record kept by a handler would keep the
+            # error's frames alive, and with them the socket paho leaves open on a
+            # failed TLS handshake.
+            reason = str(err)
+            log.warning(
+                "cannot reach broker %s:%d: %s", self._address.host, self._address.port, reason
+            )
+            return False
+        return True
+
+    def retry_delay(self) -> float:
+        """Seconds to wait before the next attempt (jittered, growing while attempts fail)."""
+        return self._backoff.next_delay()
 
     def _emit(self, event: TransportEvent) -> None:
         """Hand ``event`` to the sink; what it raises is logged, never thrown into paho."""

@@ -161,6 +161,8 @@ class Fleet:
         self.root = root
         self.group = unique_id("fleet")
         self.agents: list[FleetAgent] = []
+        self.configs: dict[str, AgentConfig] = {}
+        """Every provisioned device's agent config, whether or not an agent runs here."""
         self._server_stack: ExitStack | None = None
         self._server: Server | None = None
         self._watchers: list[DesiredWatcher] = []
@@ -222,6 +224,7 @@ class Fleet:
                 drift=drift,
                 update=update,
             )
+            self.configs[device_id] = config
             if agents:
                 self.agents.append(FleetAgent(config, self._profile))
         self.call(
