@@ -1,1 +1,4 @@
-"""Benchmarks against limits measured in the same run (``make bench``); not collected by pytest."""
+"""Benchmarks against limits measured in the same run (``make bench``).
+
+pytest collects only the ``test_*.py`` here: fast tests of the pure helpers (results, summary).
+"""
