@@ -1,0 +1,1 @@
+"""The fleet simulator: many real agents against a real broker, with scripted faults."""
