@@ -11,6 +11,7 @@ from edgefleet.server.cli import (
     audit,
     broker,
     datasets,
+    demo,
     devices,
     drift,
     groups,
@@ -86,6 +87,7 @@ for command in (
     retraining.retraining,
     samples.samples,
     drift.drift,
+    demo.demo,
 ):
     cli.add_command(command)
 models.models.add_command(training.compare)

@@ -68,6 +68,7 @@ def test_the_command_tree() -> None:
         ("datasets", "list"),
         ("datasets", "show"),
         ("db", "upgrade"),
+        ("demo",),
         ("devices", "list"),
         ("devices", "provision"),
         ("devices", "revoke"),
