@@ -157,7 +157,7 @@ class Demo:
         site_a, site_b = self._provision()
         p.step("dataset: synthetic vibration windows (32 steps x 3 channels, 4 fault classes)")
         self._call("POST", f"/datasets/{DATASET}/versions", data=self._synthetic_form())
-        p.step("train: cnn1d with Keras, quantize to TFLite (float32/float16/int8), sign (Ed25519)")
+        p.step("train: cnn1d with Keras, quantize to TFLite for the device profile, sign (Ed25519)")
         champion = self._train()
         p.step(f"rollout 1: v{champion} to the whole fleet in two waves (50%, 100%)")
         self._roll_out(champion, "demo-fleet", site_a + site_b)
