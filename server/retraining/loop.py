@@ -296,7 +296,7 @@ class RetrainingLoop:
                 champion=champion.version,
                 retraining_run=run.id,
                 edge_weight=policy.data.edge_weight,
-                baseline_sha256=self._baseline_inputs(session, run.model_name, policy, base),
+                baseline_sha256=self._baseline_inputs(session, run, policy, base),
             ),
         )
         return jobs.create_job(
@@ -306,7 +306,7 @@ class RetrainingLoop:
     def _baseline_inputs(
         self,
         session: Session,
-        model: str,
+        run: RetrainingRun,
         policy: RetrainingPolicy,
         base: DatasetVersion,
     ) -> str | None:
@@ -314,14 +314,23 @@ class RetrainingLoop:
 
         Reservoir draws are a uniform sample of what devices saw (hard examples
         are not: they are the least confident), so the challenger's drift
-        baseline describes the inputs it will meet.
+        baseline describes the inputs it will meet. After a drift trigger only
+        draws from flagged windows count: draws from before the shift would
+        blend the old inputs into the new baseline, and the challenger would
+        then be flagged against its own baseline on the inputs it was made for.
         """
         query = (
             select(EdgeSample.values)
-            .where(EdgeSample.model == model, EdgeSample.reason == "reservoir")
+            .where(EdgeSample.model == run.model_name, EdgeSample.reason == "reservoir")
             .order_by(EdgeSample.id.desc())
             .limit(BASELINE_SAMPLES)
         )
+        if run.trigger.get("reason") == "drift":
+            query = query.join(
+                DriftWindow,
+                (DriftWindow.device_id == EdgeSample.device_id)
+                & (DriftWindow.seq == EdgeSample.window_seq),
+            ).where(DriftWindow.flagged.is_(True))
         if policy.group is not None:
             query = query.where(EdgeSample.device_id.in_(_members(session, policy.group)))
         rows = session.scalars(query).all()
