@@ -34,6 +34,7 @@ import numpy as np
 from edgefleet.server.broker_setup import init_broker, read_env
 from edgefleet.server.cli.client import ApiClient
 from edgefleet.server.cli.connection import Connection
+from edgefleet.server.cli.errors import CliError
 from edgefleet.server.demo.preflight import require_ready
 from edgefleet.server.errors import ConfigError, ServerError
 from edgefleet.server.sim.broker import LocalBroker
@@ -278,7 +279,7 @@ class Demo:
         size_a = max(1, math.ceil(count / 3))
         devices = []
         for index, device_id in enumerate(ids):
-            bundle = self._call("POST", "/devices", json={"id": device_id, "profile": PROFILE})
+            bundle = self._provision_one(device_id)
             config = parse_agent_config(bundle["agent_config"])
             config = replace(
                 config,
@@ -311,6 +312,23 @@ class Demo:
         self._wait("every device online", lambda: self._online(ids), 60)
         self.progress.note(f"{count} agents online (site-a {len(site_a)}, site-b {len(site_b)})")
         return site_a, site_b
+
+    def _provision_one(self, device_id: str) -> dict[str, Any]:
+        """The device's bundle. A broker too busy to answer in time (a loaded machine) is
+        asked again: the server rolls a failed provisioning back, so a retry is safe."""
+        for attempt in range(1, 4):
+            try:
+                bundle: dict[str, Any] = self._call(
+                    "POST", "/devices", json={"id": device_id, "profile": PROFILE}
+                )
+            except CliError as err:
+                if "broker" not in str(err) or attempt == 3:
+                    raise
+                self.progress.note(f"{device_id}: {err}; trying again")
+                time.sleep(2.0 * attempt)
+            else:
+                return bundle
+        raise DemoError(f"could not provision {device_id}")
 
     def _online(self, ids: list[str]) -> bool:
         page = self._call("GET", "/devices", params={"state": "online", "limit": 1000})
