@@ -1,0 +1,425 @@
+"""The largest simulated fleet this machine holds with telemetry lag under a second.
+
+    python -m tests.bench.bench_fleet [--sizes 1000 2000 5000 10000] [--budget-seconds 1200]
+
+Every agent is the real agent (:mod:`edgefleet.server.sim`: the agent's own
+parts, stepped by a host process, thousands per host on one network thread)
+with its own broker account and connection, sending one telemetry window
+every 10 s (drift sketches off: exactly one message per window) and running
+the real TFLite interpreter on the 4 -> 8 -> 3 test classifier at
+``--inference-hz``. They talk to a real Mosquitto (the test harness's, as
+the fleet's: dynamic security, one ACL role per device) and a real server
+in this process (the app under the test client, SQLite on disk, its ingest
+worker process); their data directories are on tmpfs (``/dev/shm``), since
+each agent's outbox fsyncs every commit and a thousand disks are not here.
+
+The fleet grows by ``--sizes``; at each size the hosts start afresh on the
+same data directories, wait for every agent to connect, install the model on
+the devices new at this size by a one-wave rollout, warm up, then measure
+for ``--measure-seconds``. **Lag** is the server's ``received_at`` minus the
+window's ``window_end`` (same machine clock), over every window that ended
+in the interval; a size **holds** when its p95 lag is under 1 s and the
+windows stored reach 95% of those expected (devices x interval / 10 s). The
+ramp stops at the first size that does not hold or does not come up, or when
+the next size would not fit in ``--budget-seconds`` (judged from the last
+size's time, scaled). Per size: lag p50/p95/max, windows expected and
+stored, CPU seconds of the hosts, the broker and the server over the
+interval, the hosts' step lag p95 (how late their timers ran: a fleet whose
+windows close late would look fine by lag alone) and resident memory.
+
+Devices are provisioned by the server's own service function; their broker
+accounts are written in one go (see :mod:`tests.bench.fleet_setup` for why).
+Results go to ``bench-results/fleet.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import multiprocessing
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from edgefleet.agent.telemetry import parse_rss
+from edgefleet.server.sim.fleet import HostedFleet, SimulatorError
+from edgefleet.server.sim.orders import HostDevice, HostSpec
+from tests.bench.machine import machine_info, print_machine
+from tests.bench.procstat import cpu_seconds, mosquitto_pid
+from tests.bench.results import REPO, Figure, write_results
+from tests.harness.broker import MosquittoBroker
+from tests.harness.models import build_tflite_models
+
+if TYPE_CHECKING:
+    from edgefleet.shared.agent_config import AgentConfig
+    from tests.server.api.conftest import Server
+
+GOAL_AGENTS = 10_000
+MAX_P95_LAG_SECONDS = 1.0
+MIN_STORED_SHARE = 0.95
+WINDOW_SECONDS = 10.0
+AGENTS_PER_PROCESS = 2500
+"""About 6 descriptors an agent against the hosts' 20,000 hard limit here."""
+SHM = Path("/dev/shm")
+HOST_NAME = "edgefleet-sim-"
+Reports = list[dict[str, Any]]
+
+
+def say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def nearest_rank(values: Sequence[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
+
+
+def rows(reports: Reports) -> list[dict[str, Any]]:
+    return [row for report in reports for row in report["devices"]]
+
+
+def count(reports: Reports, test: Callable[[dict[str, Any]], bool]) -> int:
+    return sum(1 for row in rows(reports) if test(row))
+
+
+def total(reports: Reports, key: str) -> float:
+    return float(sum(report[key] for report in reports))
+
+
+def host_pids() -> list[int]:
+    return [
+        p.pid
+        for p in multiprocessing.active_children()
+        if p.name.startswith(HOST_NAME) and p.pid is not None
+    ]
+
+
+def rss_bytes(pid: int) -> int:
+    try:
+        return parse_rss(Path(f"/proc/{pid}/status").read_text()) or 0
+    except OSError:
+        return 0
+
+
+@dataclass
+class Bench:
+    """What every size shares: the server, the broker, the provisioned fleet, the model."""
+
+    args: argparse.Namespace
+    server: Server
+    broker: MosquittoBroker
+    configs: list[AgentConfig]
+    version: int
+    spec: HostSpec
+    installed: int = 0
+    """Devices (the first N) that got the model from an earlier size's rollout."""
+    steps: list[dict[str, Any]] = field(default_factory=list)
+
+    def server_cpu(self) -> float:
+        """This process (the server's threads; the bench's own thread mostly sleeps) and the
+        ingest worker process."""
+        from tests.bench import fleet_setup
+
+        own = sum(os.times()[:2])
+        pid = fleet_setup.ingest_worker_pid(self.server)
+        return own + ((cpu_seconds(pid) or 0.0) if pid is not None else 0.0)
+
+    def broker_cpu(self) -> float:
+        pid = mosquitto_pid(self.broker)
+        return (cpu_seconds(pid) or 0.0) if pid is not None else 0.0
+
+
+def wait_reports(
+    sim: HostedFleet, done: Callable[[Reports], bool], timeout: float, every: float = 2.0
+) -> tuple[bool, Reports]:
+    deadline = time.monotonic() + timeout
+    while True:
+        reports = sim.report()
+        if done(reports) or time.monotonic() > deadline:
+            return done(reports), reports
+        time.sleep(every)
+
+
+def run_size(bench: Bench, size: int) -> dict[str, Any]:
+    """Start ``size`` agents, bring them up, measure, stop them; the size's row."""
+    args = bench.args
+    processes = max(args.min_processes, math.ceil(size / AGENTS_PER_PROCESS))
+    devices = [
+        HostDevice(config, group="fleet", offset=i * 7)
+        for i, config in enumerate(bench.configs[:size])
+    ]
+    row: dict[str, Any] = {"size": size, "processes": processes}
+    sim = HostedFleet(devices, bench.spec, processes=processes)
+    started = time.monotonic()
+    try:
+        sim.start()
+        row["boot_seconds"] = time.monotonic() - started
+        say(f"  {size:,} agents booted in {processes} hosts in {row['boot_seconds']:.0f} s")
+        if bring_up(bench, sim, size, row):
+            measure(bench, sim, size, row)
+    except SimulatorError as err:
+        row["failure"] = str(err)
+        sim.kill()
+    else:
+        stopping = time.monotonic()
+        try:
+            sim.stop()
+        except SimulatorError as err:
+            row["stop_failure"] = str(err)
+            sim.kill()
+        row["stop_seconds"] = time.monotonic() - stopping
+    row["seconds"] = time.monotonic() - started
+    return row
+
+
+def bring_up(bench: Bench, sim: HostedFleet, size: int, row: dict[str, Any]) -> bool:
+    """Every agent connected and the model on the devices new at this size; False (and the
+    failure in ``row``) if not."""
+    from tests.bench import fleet_setup
+
+    args = bench.args
+    started = time.monotonic()
+    timeout = 60 + size * args.connect_seconds_per_agent
+    up, reports = wait_reports(sim, lambda r: count(r, lambda d: d["connected"]) == size, timeout)
+    row["connect_seconds"] = time.monotonic() - started
+    if not up:
+        connected = count(reports, lambda d: d["connected"])
+        row["failure"] = f"{connected:,} of {size:,} agents connected within {timeout:.0f} s"
+        return False
+    say(f"  all connected in {row['connect_seconds']:.0f} s")
+    if bench.installed < size:
+        started = time.monotonic()
+        new = [c.device.id for c in bench.configs[bench.installed : size]]
+        status = fleet_setup.install_model(
+            bench.server, bench.version, f"fleet-{size}", new, 120 + len(new) * 0.05
+        )
+        row["install"] = {
+            "devices": len(new),
+            "rollout_state": status["state"],
+            "seconds": time.monotonic() - started,
+        }
+        if status["state"] != "completed":
+            row["failure"] = f"the model's rollout to {len(new):,} devices ended {status['state']}"
+            return False
+        bench.installed = size
+        say(f"  model installed on {len(new):,} new devices in {row['install']['seconds']:.0f} s")
+
+    def serving(reports: Reports) -> int:
+        return count(reports, lambda d: d["version"] == bench.version)
+
+    _, reports = wait_reports(sim, lambda r: serving(r) == size, 60)
+    row["serving"] = serving(reports)
+    time.sleep(args.warmup_seconds)
+    return True
+
+
+def measure(bench: Bench, sim: HostedFleet, size: int, row: dict[str, Any]) -> None:
+    from tests.bench import fleet_setup
+
+    args = bench.args
+    before = sim.report()
+    broker_before, server_before = bench.broker_cpu(), bench.server_cpu()
+    start = time.time()
+    end = start + args.measure_seconds
+    after = before
+    step_lags: list[float] = []
+    rss: dict[int, int] = {}
+    say(f"  measuring for {args.measure_seconds:.0f} s")
+    while (left := end - time.time()) > 0:
+        time.sleep(min(args.report_seconds, left))
+        after = sim.report()
+        step_lags += [report["step_lag_p95"] for report in after]
+        rss.update({pid: max(rss.get(pid, 0), rss_bytes(pid)) for pid in host_pids()})
+    end = time.time()
+    row["cpu_seconds"] = {
+        "hosts": total(after, "cpu_seconds") - total(before, "cpu_seconds"),
+        "broker": bench.broker_cpu() - broker_before,
+        "server": bench.server_cpu() - server_before,
+    }
+    row["interval_seconds"] = end - start
+    row["connected_at_end"] = count(after, lambda d: d["connected"])
+    row["reconnects"] = total(after, "connects") - total(before, "connects")
+    row["inferences"] = {
+        "expected": size * args.inference_hz * (end - start),
+        "done": total_rows(after, "inferences") - total_rows(before, "inferences"),
+    }
+    row["host_step_lag_p95_seconds"] = {
+        "max": max(step_lags),
+        "median": statistics.median(step_lags),
+    }
+    row["host_rss_bytes"] = {"max_per_host": max(rss.values()), "total": sum(rss.values())}
+    time.sleep(args.grace_seconds)
+    row["ingest_idle"] = fleet_setup.wait_ingested(bench.server, 60)
+    ids = {c.device.id for c in bench.configs[:size]}
+    stored = [w for w in fleet_setup.windows_between(bench.server, start, end) if w[0] in ids]
+    lags = [received - ended for _, ended, received in stored]
+    row["windows"] = {"expected": size * (end - start) / WINDOW_SECONDS, "stored": len(stored)}
+    if lags:
+        row["lag_seconds"] = {
+            "p50": nearest_rank(lags, 0.50),
+            "p95": nearest_rank(lags, 0.95),
+            "max": max(lags),
+        }
+
+
+def total_rows(reports: Reports, key: str) -> int:
+    return sum(int(row[key]) for row in rows(reports))
+
+
+def held(row: dict[str, Any]) -> bool:
+    """No failure, p95 lag under the limit, and (almost) every window stored."""
+    if "failure" in row or "lag_seconds" not in row:
+        return False
+    windows = row["windows"]
+    return bool(
+        row["lag_seconds"]["p95"] < MAX_P95_LAG_SECONDS
+        and windows["stored"] >= MIN_STORED_SHARE * windows["expected"]
+    )
+
+
+def ramp(bench: Bench, sizes: Sequence[int], started: float) -> str:
+    """Run the sizes in order; why the ramp stopped."""
+    budget = bench.args.budget_seconds
+    for size in sizes:
+        last = bench.steps[-1] if bench.steps else None
+        projected = 0.0 if last is None else last["seconds"] * size / last["size"]
+        elapsed = time.monotonic() - started
+        if elapsed + projected > budget:
+            return (
+                f"budget spent: {elapsed:.0f} s used of {budget:.0f} s, and {size:,} agents "
+                f"would take about {projected:.0f} s more (the last size's time, scaled)"
+            )
+        say(f"fleet of {size:,} agents")
+        row = run_size(bench, size)
+        row["held"] = held(row)
+        bench.steps.append(row)
+        say(f"  {summary_line(row)}")
+        if not row["held"]:
+            return f"{size:,} agents did not hold: {row.get('failure') or summary_line(row)}"
+    return "every size held"
+
+
+def summary_line(row: dict[str, Any]) -> str:
+    if "lag_seconds" not in row:
+        return str(row.get("failure", "no windows stored"))
+    lag, windows, cpu = row["lag_seconds"], row["windows"], row["cpu_seconds"]
+    return (
+        f"lag p95 {lag['p95']:.3f} s (max {lag['max']:.2f} s); windows {windows['stored']:,} "
+        f"of {windows['expected']:,.0f}; CPU s hosts {cpu['hosts']:.0f}, broker "
+        f"{cpu['broker']:.0f}, server {cpu['server']:.0f}; host step lag p95 max "
+        f"{row['host_step_lag_p95_seconds']['max']:.2f} s; hosts' RSS "
+        f"{row['host_rss_bytes']['total'] / 2**20:,.0f} MiB"
+    )
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    from tests.bench import fleet_setup
+
+    started = time.monotonic()
+    sizes = sorted(set(args.sizes))
+    model = build_tflite_models()  # TensorFlow here; the hosts load only the TFLite runtime
+    with ExitStack() as stack:
+        work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="edgefleet-fleet-")))
+        agents = Path(
+            stack.enter_context(tempfile.TemporaryDirectory(prefix="edgefleet-fleet-", dir=SHM))
+        )
+        np.savez(work / "rows.npz", x=model.representative)
+        broker = stack.enter_context(MosquittoBroker(verbose_log=False))
+        server = stack.enter_context(fleet_setup.fleet_server(broker, work / "server"))
+        provisioning = time.monotonic()
+        ids = [f"fleet-{i:05d}" for i in range(sizes[-1])]
+        configs = fleet_setup.provision(server, broker, ids, agents)
+        provision_seconds = time.monotonic() - provisioning
+        say(f"provisioned {len(ids):,} devices in {provision_seconds:.0f} s")
+        spec = HostSpec(
+            devices=(),
+            profile_toml=(REPO / "firmware_configs" / "sim.toml").read_text(),
+            inference_hz=args.inference_hz,
+            data=str(work / "rows.npz"),
+            seed=1,
+            step_seconds=args.step_seconds,
+            log_level="ERROR",
+        )
+        version = fleet_setup.register_model(server, model.float32)
+        bench = Bench(args, server, broker, configs, version, spec)
+        stop_reason = ramp(bench, sizes, started)
+    held_sizes = [row["size"] for row in bench.steps if row["held"]]
+    return {
+        "held": max(held_sizes, default=0),
+        "stop_reason": stop_reason,
+        "parameters": {
+            "sizes": sizes,
+            "window_seconds": WINDOW_SECONDS,
+            "inference_hz": args.inference_hz,
+            "step_seconds": args.step_seconds,
+            "warmup_seconds": args.warmup_seconds,
+            "measure_seconds": args.measure_seconds,
+            "budget_seconds": args.budget_seconds,
+            "agents_per_process": AGENTS_PER_PROCESS,
+            "model": "4 -> 8 -> 3 float32 classifier (tests/harness/models.py)",
+            "drift_sketches": "off (bytes_per_hour = 0)",
+            "agent_data_dirs": "tmpfs (/dev/shm): each outbox fsyncs every commit",
+            "database": "SQLite on disk, the server in this process, ingest in its worker",
+            "broker_accounts": (
+                "one dynamic-security client and role per device, written to the plugin's "
+                "file in one go, then one broker restart (tests/bench/fleet_setup.py)"
+            ),
+        },
+        "provision_seconds": provision_seconds,
+        "steps": bench.steps,
+        "total_seconds": time.monotonic() - started,
+    }
+
+
+def figures(results: dict[str, Any]) -> list[Figure]:
+    return [
+        Figure(
+            f"fleet: largest simulated fleet held with p95 telemetry lag < 1 s "
+            f"÷ {GOAL_AGENTS:,} agents (1 window per 10 s each)",
+            results["held"] / GOAL_AGENTS,
+            goal=">= 1.0",
+        ),
+        Figure("fleet: largest simulated fleet held with p95 telemetry lag < 1 s", results["held"]),
+    ]
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 2000, 5000, 10_000])
+    parser.add_argument("--budget-seconds", type=float, default=1200.0)
+    parser.add_argument("--measure-seconds", type=float, default=60.0)
+    parser.add_argument("--warmup-seconds", type=float, default=20.0)
+    parser.add_argument("--grace-seconds", type=float, default=10.0)
+    parser.add_argument("--report-seconds", type=float, default=10.0)
+    parser.add_argument("--inference-hz", type=float, default=0.2)
+    parser.add_argument("--step-seconds", type=float, default=1.0, help="each agent's loop")
+    parser.add_argument("--min-processes", type=int, default=2, help="simulator hosts")
+    parser.add_argument("--connect-seconds-per-agent", type=float, default=0.02)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    machine = machine_info()
+    print_machine(machine)
+    results = run(args)
+    written = write_results("fleet", figures(results), results, machine=machine)
+    for row in results["steps"]:
+        verdict = "held" if row["held"] else "NOT held"
+        print(f"{row['size']:>6,} agents: {verdict}; {summary_line(row)}")
+    print(f"held: {results['held']:,} agents ({results['stop_reason']})")
+    print(f"written to {written} in {results['total_seconds']:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
