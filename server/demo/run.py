@@ -21,6 +21,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -190,7 +191,14 @@ class Demo:
         return self.fleet
 
     def _start_broker(self) -> dict[str, str]:
-        files = init_broker(self.data_dir / "broker", port=self.options.broker_port)
+        # Mosquitto, started as root, drops to its own user before it rewrites its plugin
+        # file: a data directory under /root (mode 0700) would be out of its reach, so the
+        # broker's directory lives under the temp directory, which every user can cross.
+        directory = (
+            Path(tempfile.gettempdir()) / f"edgefleet-demo-broker-{self.options.broker_port}"
+        )
+        shutil.rmtree(directory, ignore_errors=True)
+        files = init_broker(directory, port=self.options.broker_port)
         self.broker = LocalBroker(
             files,
             host="127.0.0.1",
