@@ -42,7 +42,7 @@ after it has installed the model through the broker, served 2,000
 predictions over its UNIX socket and sent a few telemetry windows. For
 reference, a child building only the agent's parts without a broker
 (runtime, inference service, telemetry, drift sketch, outbox, local API) is
-measured too. Results go to ``bench-results/agent.json``.
+measured too. Results go to ``bench-results/agent.json`` (:mod:`tests.bench.results`).
 """
 
 from __future__ import annotations
@@ -50,14 +50,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib
-import json
 import os
-import platform
 import statistics
 import tempfile
 import time
 from collections.abc import Callable
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -79,13 +76,23 @@ from edgefleet.shared.sketch import (
     quantile_edges,
 )
 from tests.bench.agent_memory import memory
+from tests.bench.machine import machine_info, print_machine
+from tests.bench.results import Figure, write_results
 
-RESULTS = Path("bench-results") / "agent.json"
 OVERHEAD_GOAL = 1.05
 POOL = 256
 ROUND_SECONDS = 0.5
 MIN_CALLS = 100
 FLOOR_MODEL = "classifier-float32"
+MODELS = {
+    "classifier": "4→8→3 classifier",
+    "cnn1d": "1-D CNN on 128×3",
+    "cnn2d": "CNN on 96×96",
+    "kws": "keyword-spotting DS-CNN on 49×10 MFCC",
+    "mobilenet": "MobileNetV2 0.35 on 96×96 grey",
+}
+"""The summary's name for each model (see the list above)."""
+MIB = 2**20
 Floats = npt.NDArray[Any]
 
 
@@ -274,32 +281,12 @@ def calls_per_round(seconds: float, timed: int, most: int) -> int:
 # -- run -----------------------------------------------------------------------------
 
 
-def environment() -> dict[str, Any]:
-    return {
-        "cpus": os.cpu_count(),
-        "load_average_at_start": list(os.getloadavg()),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "runtime": load_runtime().name,
-        "tflite_runtime": _version("tflite-runtime"),
-        "ai_edge_litert": _version("ai-edge-litert"),
-        "numpy": np.__version__,
-    }
-
-
-def _version(distribution: str) -> str | None:
-    try:
-        return metadata.version(distribution)
-    except metadata.PackageNotFoundError:
-        return None
-
-
 def run(calls: int, rounds: int) -> dict[str, Any]:
     load_runtime()  # before TensorFlow, which would shadow tflite-runtime (see runtime.py)
     from tests.agent.signed_models import manifest_for
     from tests.harness.models import build_tflite_models
 
-    env = environment()
+    env: dict[str, Any] = {"runtime": load_runtime().name}
     classifier = build_tflite_models()
     cases = [
         ("classifier-float32", classifier.float32, classifier.representative),
@@ -343,16 +330,43 @@ def run(calls: int, rounds: int) -> dict[str, Any]:
     }
 
 
+def figures(results: dict[str, Any]) -> list[Figure]:
+    used = results["memory"]
+    overhead = [
+        Figure(
+            f"agent inference ÷ bare `invoke()`, {MODELS[model]}, {variant}",
+            row["ratio"],
+            goal=f"<= {OVERHEAD_GOAL}",
+        )
+        for row in results["overhead"]
+        for model, variant in [row["model"].rsplit("-", 1)]
+    ]
+    return [
+        *overhead,
+        Figure(
+            f"agent's fixed cost per call ({MODELS['classifier']}, float32)",
+            results["overhead_floor_us_per_call"],
+            "µs",
+        ),
+        Figure(
+            "agent RSS, real agent process (goal: bare interpreter + 2× model + 20 MiB)",
+            used["agent_process_rss_bytes"] / MIB,
+            "MiB",
+            goal=f"<= {used['limit_bytes'] / MIB:.2f}",
+        ),
+    ]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--calls", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
+    machine = machine_info()
+    print_machine(machine)
     results = run(args.calls, args.rounds)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"written to {args.output}")
+    written = write_results("agent", figures(results), results, machine=machine)
+    print(f"written to {written}")
     return 0
 
 

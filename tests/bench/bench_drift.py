@@ -17,19 +17,17 @@ window) it measures
   consecutive windows with the channel's mean shifted by 0.5 of its standard
   deviation; the share of trials in which either window is flagged.
 
-The smallest measured size meeting both is reported. Results go to
-``bench-results/drift.json``.
+The smallest measured size meeting both is reported, with its figures (the
+largest size's when none meets both). Results go to ``bench-results/drift.json``
+(:mod:`tests.bench.results`).
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
-import platform
 import time
 from dataclasses import asdict
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -37,6 +35,8 @@ import numpy as np
 from edgefleet.server.drift.statistics import Calibration, calibrate
 from edgefleet.server.training.baseline import MAX_FEATURES
 from edgefleet.shared.manifest import Baseline
+from tests.bench.machine import machine_info, print_machine
+from tests.bench.results import Figure, write_results
 from tests.server.drift.simulation import (
     KEY,
     N_TRAIN,
@@ -47,7 +47,6 @@ from tests.server.drift.simulation import (
     seed_for,
 )
 
-RESULTS = Path("bench-results") / "drift.json"
 FALSE_ALARM_LIMIT = 0.01
 DETECTION_GOAL = 0.95
 WINDOWS_PER_TRIAL = 2
@@ -131,8 +130,39 @@ def measure(sizes: list[int], null_windows: int, trials: int, seed: int) -> dict
         "sizes": rows,
         "smallest_size_met": smallest,
         "calibration_seconds": timing,
-        "machine": {"python": platform.python_version(), "numpy": np.__version__},
     }
+
+
+def figures(results: dict[str, Any]) -> list[Figure]:
+    rows = results["sizes"]
+    chosen = next((r for r in rows if r["met"]), rows[-1])
+    window = f"windows of {chosen['size']} inferences"
+    false_alarm_goal = f"<= {FALSE_ALARM_LIMIT * 100:g}"
+    return [
+        Figure(
+            "drift: smallest window meeting both targets"
+            + ("" if results["smallest_size_met"] is not None else " (none: largest measured)"),
+            chosen["size"],
+            "inferences",
+        ),
+        Figure(
+            f"drift: false alarms per 100 windows without drift, {window}",
+            chosen["false_alarm_rate"] * 100,
+            goal=false_alarm_goal,
+        ),
+        Figure(
+            f"drift: false alarms per 100 windows, worst of {len(rows)} window sizes",
+            max(r["false_alarm_rate"] for r in rows) * 100,
+            goal=false_alarm_goal,
+        ),
+        Figure(
+            f"drift: 0.5σ mean shift detected within {WINDOWS_PER_TRIAL} windows, "
+            f"least detected channel, {window}",
+            min(chosen["detection"].values()) * 100,
+            "%",
+            goal=f">= {DETECTION_GOAL * 100:g}",
+        ),
+    ]
 
 
 def table(results: dict[str, Any]) -> str:
@@ -170,13 +200,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--null-windows", type=int, default=3000)
     parser.add_argument("--trials", type=int, default=500)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
+    machine = machine_info()
+    print_machine(machine)
     results = measure(sorted(args.sizes), args.null_windows, args.trials, args.seed)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(results, indent=2) + "\n")
+    write_results("drift", figures(results), results, machine=machine)
     print(table(results))
-    return 0 if results["smallest_size_met"] is not None else 1
+    return 0
 
 
 if __name__ == "__main__":

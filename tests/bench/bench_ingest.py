@@ -10,7 +10,8 @@ What one run measures, on one Mosquitto broker configured as the fleet's:
   the app composes them, until the last row is committed (``wait_idle``),
   on SQLite (file, WAL) and on PostgreSQL;
 * **writer**: ``BatchWriter.write`` alone against raw ``sqlite3.executemany``
-  with the same statements, transactions and rows.
+  and psycopg's ``executemany`` with the same statements, transactions and
+  rows (:mod:`tests.bench.writer_vs_sqlite3`, :mod:`tests.bench.writer_vs_psycopg`).
 
 How publishing is kept out of the measured rates: each consumer runs in its
 own process; once it has subscribed (and digested a warm-up), it is frozen
@@ -26,40 +27,37 @@ read separately from /proc, and so is the broker's. The ingest runs with the
 service's defaults (batches of 500 messages, flushed after 0.5 s at most),
 so the last, partial batch can add up to 0.5 s to a drain. PostgreSQL is the
 test harness's cluster: fsync and synchronous_commit off. Results go to
-``bench-results/ingest.json``.
+``bench-results/ingest.json`` (:mod:`tests.bench.results`).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import random
-import sqlite3
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from edgefleet.shared.topics import Channel, device_topic
 from tests.bench.consumers import BATCH_MESSAGES, ConsumerSpec, Kind, answer, consumer, freeze
 from tests.bench.databases import Databases, stored_windows
+from tests.bench.machine import machine_info, print_machine
 from tests.bench.procstat import PostgresCpu, cpu_seconds, mosquitto_pid
-from tests.bench.writer_vs_sqlite3 import Message, bench_writer
+from tests.bench.results import Figure, write_results
+from tests.bench.writer_vs_psycopg import bench_writer_postgres
+from tests.bench.writer_vs_sqlite3 import Message, bench_writer, routed_batches
 from tests.harness.broker import Credentials, MosquittoBroker
 from tests.harness.postgres import PostgresCluster
 from tests.harness.telemetry import payload, window
 
-RESULTS = Path("bench-results") / "ingest.json"
 GOAL_RATIO = 0.6
 GOAL_WINDOWS_PER_CPU_SECOND = 8_000
+BACKENDS = {"sqlite": "SQLite", "postgresql": "PostgreSQL"}
 WARMUP_PER_DEVICE = 10
 WARMUP_SEQ = 10**8
 """Warm-up windows start here, far from the measured ones."""
@@ -196,42 +194,6 @@ def measure(
 # --- report ---------------------------------------------------------------------------------------
 
 
-def _version(command: list[str]) -> str | None:
-    try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=10, check=False)
-    except OSError:
-        return None
-    lines = (done.stdout or done.stderr).strip().splitlines()
-    return lines[0] if lines else None
-
-
-def environment(postgres_version: str | None) -> dict[str, Any]:
-    return {
-        "cpus": os.cpu_count(),
-        "cpus_usable": len(os.sched_getaffinity(0)),
-        "cpu_model": _cpu_model(),
-        "load_average_at_start": os.getloadavg(),
-        "platform": platform.platform(),
-        "python": sys.version.split()[0],
-        "paho_mqtt": metadata.version("paho-mqtt"),
-        "sqlalchemy": metadata.version("sqlalchemy"),
-        "psycopg": metadata.version("psycopg"),
-        "sqlite": sqlite3.sqlite_version,
-        "mosquitto": _version(["mosquitto", "-h"]) or _version(["/usr/sbin/mosquitto", "-h"]),
-        "postgresql": postgres_version,
-    }
-
-
-def _cpu_model() -> str | None:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return None
-
-
 def summarize(rounds: list[Round]) -> dict[str, Any]:
     by_kind: dict[Kind, list[Round]] = {}
     for r in rounds:
@@ -267,7 +229,9 @@ def summarize(rounds: list[Round]) -> dict[str, Any]:
     return summary
 
 
-def table(summary: dict[str, Any], writer: dict[str, Any]) -> str:
+def table(
+    summary: dict[str, Any], writer: dict[str, Any], writer_postgres: dict[str, Any] | None
+) -> str:
     lines = [
         "| path | messages/s | windows/s | ratio to raw (goal >= 0.6) "
         "| windows per consumer CPU-s (goal >= 8,000) |",
@@ -294,7 +258,70 @@ def table(summary: dict[str, Any], writer: dict[str, Any]) -> str:
         f"| sqlite3.executemany, dicts -> tuples + JSON timed | "
         f"{rates['executemany_converting']:,.0f} | {writer['ratio_vs_converting']:.2f} |",
     ]
+    if writer_postgres is not None:
+        rates = writer_postgres["rows_per_second"]
+        lines += [
+            "",
+            "| PostgreSQL writes | rows/s | writer / this (goal >= 0.6) |",
+            "|---|---:|---:|",
+            f"| BatchWriter.write | {rates['writer']:,.0f} | - |",
+            f"| psycopg executemany, tuples ready | {rates['executemany']:,.0f} "
+            f"| {writer_postgres['ratio']:.2f} |",
+            f"| COPY into a temporary table + INSERT ... SELECT | {rates['copy']:,.0f} "
+            f"| {writer_postgres['ratio_vs_copy']:.2f} (no goal) |",
+        ]
     return "\n".join(lines)
+
+
+def figures(results: dict[str, Any]) -> list[Figure]:
+    """The summary's rows: ratios to the limits of this run, then CPU cost, then the writer."""
+    ratio_goal = f">= {GOAL_RATIO}"
+    summary = results["summary"]
+    backends = [(k, label) for k, label in BACKENDS.items() if k in summary]
+    found = [
+        Figure(
+            "raw paho receive rate (the ingest's limit)",
+            summary["raw"]["messages_per_second"],
+            "msg/s",
+        ),
+        *(
+            Figure(
+                f"ingest (broker → validated → committed) ÷ raw paho receive rate, {label}",
+                summary[kind]["ratio_to_raw"],
+                goal=ratio_goal,
+            )
+            for kind, label in backends
+        ),
+        # SQLite works inside the ingest worker; PostgreSQL's own processes are added.
+        *(
+            Figure(
+                f"telemetry windows per server CPU-second, {label}",
+                summary[kind].get(
+                    "windows_per_cpu_second_with_postgres",
+                    summary[kind]["windows_per_consumer_cpu_second"],
+                ),
+                goal=f">= {GOAL_WINDOWS_PER_CPU_SECOND:,}",
+            )
+            for kind, label in backends
+        ),
+        Figure(
+            "batch writer ÷ raw `sqlite3.executemany`", results["writer"]["ratio"], goal=ratio_goal
+        ),
+    ]
+    postgres = results["writer_postgresql"]
+    if postgres is not None:
+        found += [
+            Figure(
+                "batch writer ÷ raw psycopg `executemany`, PostgreSQL",
+                postgres["ratio"],
+                goal=ratio_goal,
+            ),
+            Figure(
+                "batch writer ÷ psycopg `COPY` via a temporary table, PostgreSQL",
+                postgres["ratio_vs_copy"],
+            ),
+        ]
+    return found
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -305,7 +332,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--repeat", type=int, default=3, help="rounds per path; medians reported")
     parser.add_argument("--no-postgres", action="store_true")
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--output", type=Path, default=RESULTS)
     return parser.parse_args(argv)
 
 
@@ -327,7 +353,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         server = broker.server_credentials
         broker_pid = mosquitto_pid(broker)
         rounds: list[Round] = []
-        postgres_version: str | None = None
         for repeat in range(args.repeat):
             for kind in kinds:
                 with ExitStack() as round_stack:
@@ -339,7 +364,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         assert url is not None
                         postgres = PostgresCpu(url)
                         round_stack.callback(postgres.close)
-                        postgres_version = postgres.server_version()
                     spec = ConsumerSpec(
                         kind, broker.host, broker.port, server.username, server.password, url
                     )
@@ -357,8 +381,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         f"published at {result.messages / result.publish_seconds:,.0f} msg/s",
                         flush=True,
                     )
-        env = environment(postgres_version)
-        writer = bench_writer(Path(tmp), devices, backlog.messages, args.repeat)
+        batches = routed_batches(backlog.messages, set(devices))
+        writer = bench_writer(databases, batches, args.repeat)
+        writer_postgres = (
+            None if cluster is None else bench_writer_postgres(databases, batches, args.repeat)
+        )
     summary = summarize(rounds)
     return {
         "goals": {
@@ -374,21 +401,22 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "repeat": args.repeat,
             "batch_messages": BATCH_MESSAGES,
         },
-        "environment": env,
         "summary": summary,
         "writer": writer,
+        "writer_postgresql": writer_postgres,
         "rounds": [asdict(r) for r in rounds],
     }
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    machine = machine_info()
+    print_machine(machine)
     results = run(args)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(results, indent=2) + "\n")
+    written = write_results("ingest", figures(results), results, machine=machine)
     print()
-    print(table(results["summary"], results["writer"]))
-    print(f"\nwritten to {args.output}")
+    print(table(results["summary"], results["writer"], results["writer_postgresql"]))
+    print(f"\nwritten to {written}")
     return 0
 
 

@@ -14,14 +14,13 @@ point accuracy loss). Latency is the mean (and median) time of one
 fresh child process on the same inputs. Besides the four variants every
 profile may get, int8 with int8 input and output tensors (what a profile
 with ``int8_io`` gets) is built too. Results go to
-``bench-results/quantization.json`` and ``bench-results/quantization.md``.
+``bench-results/quantization.json`` (:mod:`tests.bench.results`) and
+``bench-results/quantization.md``.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import time
 import warnings
 from pathlib import Path
@@ -36,9 +35,10 @@ from edgefleet.server.training.evaluate import run_tflite
 from edgefleet.server.training.pipeline import TrainingRequest
 from edgefleet.server.training.progress import SilentProgress
 from edgefleet.shared.profiles import HardwareProfile, Variant
+from tests.bench.machine import machine_info, print_machine
+from tests.bench.results import Figure, results_dir, write_results
 
 REPO = Path(__file__).resolve().parents[2]
-RESULTS = REPO / "bench-results"
 SIZE_LIMIT = 0.30
 LOSS_LIMIT_POINTS = 1.0
 INT8_IO = HardwareProfile(
@@ -106,7 +106,6 @@ def measure(epochs: int, seed: int, inferences: int) -> dict[str, Any]:
                 and "error" not in int8,
             },
         },
-        "machine": {"python": platform.python_version(), "cpu": platform.processor() or None},
         "versions": result.lineage["versions"],
     }
 
@@ -172,20 +171,45 @@ def markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def figures(results: dict[str, Any]) -> list[Figure]:
+    rows = {row["variant"]: row for row in results["variants"]}
+    int8, float32 = rows["int8"], rows["float32"]
+    if "error" in int8:
+        raise RuntimeError(f"no int8 variant to measure: {int8['error']}")
+    setup = f"`digits` demo, mlp, {results['metric']}"
+    return [
+        Figure(f"int8 ÷ float32 size ({setup})", int8["size_ratio"], goal=f"<= {SIZE_LIMIT}"),
+        Figure(
+            f"int8 accuracy loss vs float ({setup})",
+            int8["loss_points"],
+            "points",
+            goal=f"<= {LOSS_LIMIT_POINTS:g}",
+        ),
+        Figure(
+            "int8 ÷ float32 latency of one `invoke()`, tflite-runtime",
+            int8["latency_ms"] / float32["latency_ms"],
+        ),
+        Figure(
+            "int8 ÷ float32 latency of one `invoke()`, TensorFlow's interpreter",
+            int8["tensorflow_latency_ms"] / float32["tensorflow_latency_ms"],
+        ),
+    ]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--inferences", type=int, default=2000)
-    parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
+    machine = machine_info()
+    print_machine(machine)
     results = measure(args.epochs, args.seed, args.inferences)
-    args.output.mkdir(parents=True, exist_ok=True)
-    (args.output / "quantization.json").write_text(json.dumps(results, indent=2) + "\n")
+    write_results("quantization", figures(results), results, machine=machine)
     table = markdown(results)
-    (args.output / "quantization.md").write_text(table)
+    (results_dir() / "quantization.md").write_text(table)
     print(table)
-    return 0 if all(t["met"] for t in results["targets"].values()) else 1
+    return 0
 
 
 if __name__ == "__main__":

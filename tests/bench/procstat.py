@@ -52,10 +52,5 @@ class PostgresCpu:
             return None  # a server on another machine: its /proc is not ours
         return sum(cpu - before.get(pid, 0.0) for pid, cpu in after.items())
 
-    def server_version(self) -> str | None:
-        with self._engine.connect() as connection:
-            version: str | None = connection.scalar(text("SHOW server_version"))
-            return version
-
     def close(self) -> None:
         self._engine.dispose()

@@ -11,21 +11,26 @@ from __future__ import annotations
 import sqlite3
 import statistics
 import time
-import uuid
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
+
+from sqlalchemy import make_url
 
 from edgefleet.server.db.engine import make_engine
 from edgefleet.server.db.models import TelemetryRecord
 from edgefleet.server.ingest.pipeline import Routed, route
 from edgefleet.server.ingest.writer import Batch, BatchWriter
-from tests.bench.consumers import BATCH_MESSAGES
-from tests.bench.databases import prepare, stored_windows
+from tests.bench.consumers import BATCH_MESSAGES, Kind
+from tests.bench.databases import Databases, stored_windows
 from tests.harness.telemetry import T
 
 Message = tuple[str, str, bytes]
 """(device id, topic, payload)"""
 
+
+Way = Callable[[str, list[Batch]], float]
+"""One way of writing the batches into the database at a URL; the seconds it took."""
 
 TELEMETRY_COLUMNS = [c.name for c in TelemetryRecord.__table__.columns if c.name != "id"]
 
@@ -87,37 +92,45 @@ def time_executemany(path: Path, batches: list[Batch], *, convert: bool) -> floa
         connection.close()
 
 
-def bench_writer(
-    workdir: Path, devices: list[str], messages: list[Message], repeat: int
+def compare(
+    databases: Databases, kind: Kind, ways: Mapping[str, Way], batches: list[Batch], repeat: int
 ) -> dict[str, Any]:
-    """Rows/s of each way on a fresh database per try (medians), and the writer's ratios."""
-    batches = routed_batches(messages, set(devices))
+    """Rows/s of each way (medians), each try on a fresh database of ``kind``, rows counted."""
     rows = sum(len(b.telemetry) for b in batches)
-    timings: dict[str, list[float]] = {
-        "writer": [],
-        "executemany": [],
-        "executemany_converting": [],
-    }
+    timings: dict[str, list[float]] = {name: [] for name in ways}
     for _ in range(repeat):
-        for name in timings:
-            path = workdir / f"writer-{uuid.uuid4().hex[:8]}.db"
-            url = f"sqlite:///{path}"
-            engine = make_engine(url)
-            prepare(engine, devices)
-            engine.dispose()
-            if name == "writer":
-                timings[name].append(time_writer(url, batches))
-            else:
-                convert = name == "executemany_converting"
-                timings[name].append(time_executemany(path, batches, convert=convert))
-            if stored_windows(url) != rows:
-                raise RuntimeError(f"{name} stored {stored_windows(url)} rows, not {rows}")
-    rates = {name: rows / statistics.median(times) for name, times in timings.items()}
+        for name, way in ways.items():
+            with databases.fresh(kind) as url:
+                timings[name].append(way(url, batches))
+                if (stored := stored_windows(url)) != rows:
+                    raise RuntimeError(f"{kind} {name} stored {stored} rows, not {rows}")
     return {
         "rows": rows,
         "batches": len(batches),
-        "rows_per_second": rates,
+        "rows_per_second": {name: rows / statistics.median(t) for name, t in timings.items()},
         "seconds": timings,
-        "ratio": rates["writer"] / rates["executemany"],
-        "ratio_vs_converting": rates["writer"] / rates["executemany_converting"],
     }
+
+
+def bench_writer(databases: Databases, batches: list[Batch], repeat: int) -> dict[str, Any]:
+    """The writer against ``sqlite3.executemany``, with and without building the tuples."""
+
+    def executemany(convert: bool) -> Way:
+        return lambda url, b: time_executemany(_sqlite_path(url), b, convert=convert)
+
+    ways = {
+        "writer": time_writer,
+        "executemany": executemany(False),
+        "executemany_converting": executemany(True),
+    }
+    result = compare(databases, "sqlite", ways, batches, repeat)
+    rates = result["rows_per_second"]
+    result["ratio"] = rates["writer"] / rates["executemany"]
+    result["ratio_vs_converting"] = rates["writer"] / rates["executemany_converting"]
+    return result
+
+
+def _sqlite_path(url: str) -> Path:
+    database = make_url(url).database
+    assert database is not None
+    return Path(database)

@@ -1,0 +1,60 @@
+"""The suite's order of benches and how it stops one that runs past its limit."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.bench.suite import DEFAULT_TIMEOUT, discover, stop
+
+
+def test_discover_runs_a_new_bench_before_the_heaviest(tmp_path: Path) -> None:
+    for name in ("ingest", "rollout", "drift", "tls", "agent", "quantization", "fleet"):
+        (tmp_path / f"bench_{name}.py").touch()
+    (tmp_path / "rollout_agents.py").touch()  # a helper, not a bench
+    benches = discover(tmp_path)
+    assert [b.name for b in benches] == [
+        "ingest",
+        "quantization",
+        "agent",
+        "drift",
+        "fleet",
+        "tls",
+        "rollout",
+    ]
+    assert benches[5].timeout == DEFAULT_TIMEOUT
+    assert benches[5].module == "tests.bench.bench_tls"
+
+
+def test_discover_finds_the_benches_in_the_repository() -> None:
+    names = [b.name for b in discover()]
+    assert {"ingest", "quantization", "agent", "drift", "rollout"} <= set(names)
+    assert names[-1] == "rollout"
+
+
+def test_stop_interrupts_the_whole_session_first(tmp_path: Path) -> None:
+    """SIGINT reaches a grandchild too, so a bench's broker or cluster is cleaned up."""
+    marker = tmp_path / "interrupted"
+    code = (
+        "import subprocess, sys, time\n"
+        "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
+        "print('ready', flush=True)\n"
+        "try:\n"
+        "    time.sleep(60)\n"
+        "except KeyboardInterrupt:\n"
+        f"    open({str(marker)!r}, 'w').close()\n"
+        "    child.wait(5)\n"
+        "    sys.exit(3)\n"
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-c", code], start_new_session=True, stdout=subprocess.PIPE, text=True
+    )
+    assert process.stdout is not None
+    assert process.stdout.readline() == "ready\n"
+    started = time.monotonic()
+    assert stop(process) == 3
+    assert marker.exists()
+    assert time.monotonic() - started < 10
+    process.stdout.close()
