@@ -231,4 +231,3 @@ class SimDevice:
             stats = parts.outbox.stats()
             row["pending"], row["dropped"] = stats.pending, stats.dropped
         return row
-
