@@ -37,7 +37,7 @@ own dynamic-security path before anything is timed; how long that takes is
 reported. Broker, agents and publishers share the machine's cores, so the
 agents' reassembly and hashing (CPU seconds per phase are reported, with the
 broker's) compete with the broker's fan-out in *ours* but not in the ideal.
-Results go to ``bench-results/rollout.json``.
+Results go to ``bench-results/rollout.json`` (:mod:`tests.bench.results`).
 """
 
 from __future__ import annotations
@@ -72,13 +72,13 @@ from edgefleet.shared.manifest import Manifest
 from edgefleet.shared.messages import Deployment, Desired, encode
 from edgefleet.shared.topics import Channel, artifact_topic, device_topic
 from tests.bench import rollout_agents
-from tests.bench.bench_ingest import environment
+from tests.bench.machine import machine_info, print_machine
 from tests.bench.procstat import cpu_seconds, mosquitto_pid
+from tests.bench.results import Figure, write_results
 from tests.bench.rollout_agents import AgentsSpec, Expectation, LoopMode, Subscription
 from tests.harness.broker import Credentials, MosquittoBroker
 from tests.harness.models import build_tflite_models
 
-RESULTS = Path("bench-results") / "rollout.json"
 GOAL_DELIVERY_RATIO = 1.5
 GOAL_DESIRED_PER_MINUTE = 10_000
 PHASE_TIMEOUT = 120.0
@@ -372,13 +372,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="threads: paho's own loop thread per agent; select: one selector loop per process",
     )
     parser.add_argument("--repeat", type=int, default=5, help="rounds; medians reported")
-    parser.add_argument("--output", type=Path, default=RESULTS)
     return parser.parse_args(argv)
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    env = environment(None)
-    print(json.dumps(env), flush=True)
     devices = [f"bench-{i:05d}" for i in range(args.devices)]
     with ExitStack() as stack, tempfile.TemporaryDirectory(prefix="edgefleet-bench-") as tmp:
         template, deployment, trust, model_bytes = signed_deployment(Path(tmp) / "keys")
@@ -466,22 +463,47 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "provision_accounts": provision_seconds,
             "connect_agents": fleet.connect_seconds,
         },
-        "environment": env,
         "summary": summarize(artifact_rounds, desired_rounds),
         "artifact_rounds": artifact_rounds,
         "desired_rounds": desired_rounds,
     }
 
 
+def figures(results: dict[str, Any]) -> list[Figure]:
+    parameters, summary = results["parameters"], results["summary"]
+    fleet = f"{parameters['devices']:,} agents"
+    desired = summary["desired_notifications"]
+    return [
+        Figure(
+            f"rollout: {parameters['artifact_bytes'] / 2**20:g} MiB artifact to {fleet} "
+            "÷ ideal (bytes × devices ÷ broker fan-out rate, bare paho stream)",
+            summary["artifact_delivery"]["ratio"],
+            goal=f"<= {GOAL_DELIVERY_RATIO}",
+        ),
+        Figure(
+            f"rollout: desired-state notifications per minute, {fleet}",
+            desired["ours_per_minute"],
+            "/min",
+            goal=f">= {GOAL_DESIRED_PER_MINUTE:,}",
+        ),
+        Figure(
+            "rollout: bare paho publish of the same desired payloads, per minute",
+            desired["bare_per_minute"],
+            "/min",
+        ),
+    ]
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    machine = machine_info()
+    print_machine(machine)
     started = time.monotonic()
     results = run(args)
     results["total_seconds"] = time.monotonic() - started
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(results, indent=2) + "\n")
+    written = write_results("rollout", figures(results), results, machine=machine)
     print(json.dumps(results["summary"], indent=2))
-    print(f"written to {args.output} in {results['total_seconds']:.0f} s")
+    print(f"written to {written} in {results['total_seconds']:.0f} s")
     return 0
 
 
