@@ -36,9 +36,7 @@ from __future__ import annotations
 
 import argparse
 import math
-import multiprocessing
 import os
-import statistics
 import sys
 import tempfile
 import time
@@ -50,7 +48,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from edgefleet.agent.telemetry import parse_rss
 from edgefleet.server.sim.fleet import HostedFleet, SimulatorError
 from edgefleet.server.sim.orders import HostDevice, HostSpec
 from tests.bench.machine import machine_info, print_machine
@@ -61,6 +58,7 @@ from tests.harness.models import build_tflite_models
 
 if TYPE_CHECKING:
     from edgefleet.shared.agent_config import AgentConfig
+    from tests.bench.fleet_setup import Reports
     from tests.server.api.conftest import Server
 
 GOAL_AGENTS = 10_000
@@ -70,8 +68,6 @@ WINDOW_SECONDS = 10.0
 AGENTS_PER_PROCESS = 2500
 """About 6 descriptors an agent against the hosts' 20,000 hard limit here."""
 SHM = Path("/dev/shm")
-HOST_NAME = "edgefleet-sim-"
-Reports = list[dict[str, Any]]
 
 
 def say(message: str) -> None:
@@ -81,33 +77,6 @@ def say(message: str) -> None:
 def nearest_rank(values: Sequence[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
-
-
-def rows(reports: Reports) -> list[dict[str, Any]]:
-    return [row for report in reports for row in report["devices"]]
-
-
-def count(reports: Reports, test: Callable[[dict[str, Any]], bool]) -> int:
-    return sum(1 for row in rows(reports) if test(row))
-
-
-def total(reports: Reports, key: str) -> float:
-    return float(sum(report[key] for report in reports))
-
-
-def host_pids() -> list[int]:
-    return [
-        p.pid
-        for p in multiprocessing.active_children()
-        if p.name.startswith(HOST_NAME) and p.pid is not None
-    ]
-
-
-def rss_bytes(pid: int) -> int:
-    try:
-        return parse_rss(Path(f"/proc/{pid}/status").read_text()) or 0
-    except OSError:
-        return 0
 
 
 @dataclass
@@ -124,18 +93,13 @@ class Bench:
     """Devices (the first N) that got the model from an earlier size's rollout."""
     steps: list[dict[str, Any]] = field(default_factory=list)
 
-    def server_cpu(self) -> float:
-        """This process (the server's threads; the bench's own thread mostly sleeps) and the
-        ingest worker process."""
+    def cpu(self) -> dict[str, float]:
+        """CPU seconds so far of the broker and the server (see :mod:`tests.bench.fleet_setup`)."""
         from tests.bench import fleet_setup
 
-        own = sum(os.times()[:2])
-        pid = fleet_setup.ingest_worker_pid(self.server)
-        return own + ((cpu_seconds(pid) or 0.0) if pid is not None else 0.0)
-
-    def broker_cpu(self) -> float:
         pid = mosquitto_pid(self.broker)
-        return (cpu_seconds(pid) or 0.0) if pid is not None else 0.0
+        broker = (cpu_seconds(pid) or 0.0) if pid is not None else 0.0
+        return {"broker": broker, "server": fleet_setup.server_cpu_seconds(self.server)}
 
 
 def wait_reports(
@@ -189,10 +153,10 @@ def bring_up(bench: Bench, sim: HostedFleet, size: int, row: dict[str, Any]) -> 
     args = bench.args
     started = time.monotonic()
     timeout = 60 + size * args.connect_seconds_per_agent
-    up, reports = wait_reports(sim, lambda r: count(r, lambda d: d["connected"]) == size, timeout)
+    up, reports = wait_reports(sim, lambda r: fleet_setup.connected(r) == size, timeout)
     row["connect_seconds"] = time.monotonic() - started
     if not up:
-        connected = count(reports, lambda d: d["connected"])
+        connected = fleet_setup.connected(reports)
         row["failure"] = f"{connected:,} of {size:,} agents connected within {timeout:.0f} s"
         return False
     say(f"  all connected in {row['connect_seconds']:.0f} s")
@@ -214,7 +178,7 @@ def bring_up(bench: Bench, sim: HostedFleet, size: int, row: dict[str, Any]) -> 
         say(f"  model installed on {len(new):,} new devices in {row['install']['seconds']:.0f} s")
 
     def serving(reports: Reports) -> int:
-        return count(reports, lambda d: d["version"] == bench.version)
+        return fleet_setup.count(reports, lambda d: d["version"] == bench.version)
 
     _, reports = wait_reports(sim, lambda r: serving(r) == size, 60)
     row["serving"] = serving(reports)
@@ -226,38 +190,38 @@ def measure(bench: Bench, sim: HostedFleet, size: int, row: dict[str, Any]) -> N
     from tests.bench import fleet_setup
 
     args = bench.args
-    before = sim.report()
-    broker_before, server_before = bench.broker_cpu(), bench.server_cpu()
+    before, cpu_before = sim.report(), bench.cpu()
     start = time.time()
     end = start + args.measure_seconds
-    after = before
-    step_lags: list[float] = []
-    rss: dict[int, int] = {}
+    after, hosts = before, fleet_setup.HostSamples()
     say(f"  measuring for {args.measure_seconds:.0f} s")
     while (left := end - time.time()) > 0:
         time.sleep(min(args.report_seconds, left))
         after = sim.report()
-        step_lags += [report["step_lag_p95"] for report in after]
-        rss.update({pid: max(rss.get(pid, 0), rss_bytes(pid)) for pid in host_pids()})
+        hosts.take(after)
     end = time.time()
+    cpu_after, done = bench.cpu(), fleet_setup.changes(before, after)
     row["cpu_seconds"] = {
-        "hosts": total(after, "cpu_seconds") - total(before, "cpu_seconds"),
-        "broker": bench.broker_cpu() - broker_before,
-        "server": bench.server_cpu() - server_before,
+        "hosts": done["cpu_seconds"],
+        **{name: cpu_after[name] - cpu_before[name] for name in cpu_before},
     }
     row["interval_seconds"] = end - start
-    row["connected_at_end"] = count(after, lambda d: d["connected"])
-    row["reconnects"] = total(after, "connects") - total(before, "connects")
+    row["connected_at_end"] = fleet_setup.connected(after)
+    row["connections_made"] = done["connects"]
     row["inferences"] = {
         "expected": size * args.inference_hz * (end - start),
-        "done": total_rows(after, "inferences") - total_rows(before, "inferences"),
+        "done": done["inferences"],
     }
-    row["host_step_lag_p95_seconds"] = {
-        "max": max(step_lags),
-        "median": statistics.median(step_lags),
-    }
-    row["host_rss_bytes"] = {"max_per_host": max(rss.values()), "total": sum(rss.values())}
+    row.update(hosts.summary())
+    row["load_average"] = list(os.getloadavg())
     time.sleep(args.grace_seconds)
+    judge_windows(bench, size, start, end, row)
+
+
+def judge_windows(bench: Bench, size: int, start: float, end: float, row: dict[str, Any]) -> None:
+    """Windows that ended in ``[start, end]``: how many the server stored, how late it got them."""
+    from tests.bench import fleet_setup
+
     row["ingest_idle"] = fleet_setup.wait_ingested(bench.server, 60)
     ids = {c.device.id for c in bench.configs[:size]}
     stored = [w for w in fleet_setup.windows_between(bench.server, start, end) if w[0] in ids]
@@ -269,10 +233,6 @@ def measure(bench: Bench, sim: HostedFleet, size: int, row: dict[str, Any]) -> N
             "p95": nearest_rank(lags, 0.95),
             "max": max(lags),
         }
-
-
-def total_rows(reports: Reports, key: str) -> int:
-    return sum(int(row[key]) for row in rows(reports))
 
 
 def held(row: dict[str, Any]) -> bool:

@@ -1,8 +1,10 @@
-"""The server side of the fleet benchmark: a real server, its devices, their model.
+"""The fleet benchmark's parts around its ramp: the server, its devices, their model, and
+what the simulator's hosts report.
 
 Imported lazily by :mod:`tests.bench.bench_fleet`: the simulator's host
 processes are spawned and re-import that module, and need none of this
-(FastAPI, the app, the test client).
+(FastAPI, the app, the test client); loaded there, it would only swell the
+hosts' resident memory, which the benchmark reports.
 
 Devices are provisioned by the server's own service function
 (:func:`edgefleet.server.devices.provision_device`: the row, the audit
@@ -21,15 +23,20 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import multiprocessing
+import os
 import secrets
+import statistics
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
 
+from edgefleet.agent.telemetry import parse_rss
 from edgefleet.server import devices, dynsec
 from edgefleet.server.broker_accounts import PASSWORD_BYTES
 from edgefleet.server.db.models import Role, TelemetryRecord
@@ -41,6 +48,7 @@ from edgefleet.shared.agent_config import (
     UpdateSection,
     parse_agent_config,
 )
+from tests.bench.procstat import cpu_seconds
 from tests.harness._system import ServiceAccount, write_private
 from tests.harness.broker import MosquittoBroker
 from tests.server.api.conftest import Server, running_server, server_settings
@@ -55,6 +63,10 @@ NO_DRIFT_UPLINK = DriftSection(bytes_per_hour=0)
 """No drift sketches: each agent sends exactly one telemetry message per window."""
 QUICK_PROBATION = UpdateSection(probation_seconds=2.0, probation_min_inferences=0)
 """A new device says ``healthy`` two seconds after it installs the model, not five minutes."""
+HOST_NAME = "edgefleet-sim-"
+"""How :class:`~edgefleet.server.sim.fleet.HostedFleet` names its host processes."""
+Reports = list[dict[str, Any]]
+"""What ``HostedFleet.report()`` answers: one dict per host."""
 INSTALL_ONLY: dict[str, Any] = {
     "waves": [{"percent": 100, "soak_seconds": 0}],
     "gates": {
@@ -107,15 +119,14 @@ class BulkAccounts:
 
 @contextmanager
 def fleet_server(broker: MosquittoBroker, data_dir: Path) -> Iterator[Server]:
-    """The real server in this process on SQLite, with production ingest batching; rollouts
-    ticked every second, so installing the model takes seconds, not minutes."""
+    """The real server in this process on SQLite, with the production settings for ingest
+    batching and the rollout tick (the test harness's are tuned for quick tests)."""
     defaults = Settings.model_fields
     settings = server_settings(
         broker,
         f"sqlite:///{data_dir / 'edgefleet.db'}",
         data_dir,
         ingest_flush_seconds=defaults["ingest_flush_seconds"].default,
-        rollout_tick_seconds=1.0,
     )
     with running_server(settings, names=ACTOR) as server:
         yield server
@@ -227,6 +238,79 @@ def wait_ingested(server: Server, timeout: float) -> bool:
     return bool(ingest.wait_idle(timeout))
 
 
-def ingest_worker_pid(server: Server) -> int | None:
+def server_cpu_seconds(server: Server) -> float:
+    """This process (the server's threads: the bench's own mostly sleeps) and its ingest
+    worker process."""
+    own = sum(os.times()[:2])
     pid = server.client.app.state.runtime.ingest.worker_pid  # type: ignore[attr-defined]
-    return pid if isinstance(pid, int) else None
+    worker = cpu_seconds(pid) if isinstance(pid, int) else None
+    return own + (worker or 0.0)
+
+
+# -- what the hosts report ----------------------------------------------------------------
+
+
+def rows(reports: Reports) -> list[dict[str, Any]]:
+    return [row for report in reports for row in report["devices"]]
+
+
+def count(reports: Reports, test: Callable[[dict[str, Any]], bool]) -> int:
+    return sum(1 for row in rows(reports) if test(row))
+
+
+def connected(reports: Reports) -> int:
+    return count(reports, lambda row: bool(row["connected"]))
+
+
+def changes(before: Reports, after: Reports) -> dict[str, float]:
+    """What the hosts did between two reports: CPU seconds (all hosts), connections made
+    (beyond the first would be reconnects), inferences run."""
+
+    def hosts(reports: Reports, key: str) -> float:
+        return float(sum(report[key] for report in reports))
+
+    def devices(reports: Reports, key: str) -> float:
+        return float(sum(row[key] for row in rows(reports)))
+
+    return {
+        "cpu_seconds": hosts(after, "cpu_seconds") - hosts(before, "cpu_seconds"),
+        "connects": hosts(after, "connects") - hosts(before, "connects"),
+        "inferences": devices(after, "inferences") - devices(before, "inferences"),
+    }
+
+
+@dataclass
+class HostSamples:
+    """What the hosts showed over the interval: step lag from their reports, memory and open
+    files from /proc."""
+
+    step_lags: list[float] = field(default_factory=list)
+    rss: dict[int, int] = field(default_factory=dict)
+    open_files: int = 0
+
+    def take(self, reports: Reports) -> None:
+        self.step_lags += [report["step_lag_p95"] for report in reports]
+        for process in multiprocessing.active_children():
+            pid = process.pid
+            if pid is None or not process.name.startswith(HOST_NAME):
+                continue
+            try:
+                status = Path(f"/proc/{pid}/status").read_text()
+                files = len(os.listdir(f"/proc/{pid}/fd"))
+            except OSError:
+                continue  # ended between the listing and the read
+            self.rss[pid] = max(self.rss.get(pid, 0), parse_rss(status) or 0)
+            self.open_files = max(self.open_files, files)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "host_step_lag_p95_seconds": {
+                "max": max(self.step_lags),
+                "median": statistics.median(self.step_lags),
+            },
+            "host_rss_bytes": {
+                "max_per_host": max(self.rss.values()),
+                "total": sum(self.rss.values()),
+            },
+            "host_open_files_max": self.open_files,
+        }
