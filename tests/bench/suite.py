@@ -8,9 +8,9 @@ its own: at its time limit the whole group gets SIGINT, so context managers
 stop brokers and database clusters, then SIGKILL if it is still there. One
 bench failing does not stop the others; the suite exits non-zero at the end
 if any failed or timed out. A goal that is not met is a result, not a
-failure: it shows as **no** in the table. Wall time and exit status of each
-bench go to ``suite.json``, then :mod:`tests.bench.summary` writes
-``summary.md``.
+failure: it shows as **no** in the table. Each bench's latest run (start,
+wall time, exit status) is kept in ``suite.json``, whichever benches a run
+chose, then :mod:`tests.bench.summary` writes ``summary.md``.
 
 Benches run heaviest last (rollout starts a thousand MQTT clients); a bench
 file not listed in :data:`BENCHES` (a new one) runs before it with
@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.bench.results import ENV_DIRECTORY, REPO, results_dir
-from tests.bench.summary import SUITE_FILE, write_summary
+from tests.bench.summary import SUITE_FILE, latest_runs, write_summary
 
 DEFAULT_TIMEOUT = 900
 STOP_GRACE_SECONDS = 30
@@ -57,6 +57,7 @@ class Bench:
 class Run:
     bench: str
     module: str
+    started_at: str
     seconds: float
     returncode: int
     timed_out: bool
@@ -90,6 +91,7 @@ def run_bench(bench: Bench, *, quick: bool, env: dict[str, str]) -> Run:
     arguments = bench.quick if quick else ()
     print(f"\n=== {bench.name}: {bench.module} {' '.join(arguments)} (limit {bench.timeout} s)")
     sys.stdout.flush()
+    started_at = datetime.now(UTC).isoformat(timespec="seconds")
     started = time.monotonic()
     process = subprocess.Popen(  # noqa: S603  # our interpreter, our module
         [sys.executable, "-m", bench.module, *arguments],
@@ -109,7 +111,7 @@ def run_bench(bench: Bench, *, quick: bool, env: dict[str, str]) -> Run:
     seconds = time.monotonic() - started
     verdict = "timed out" if timed_out else f"exit {returncode}"
     print(f"=== {bench.name}: {verdict} after {seconds:.0f} s", flush=True)
-    return Run(bench.name, bench.module, seconds, returncode, timed_out)
+    return Run(bench.name, bench.module, started_at, seconds, returncode, timed_out)
 
 
 def stop(process: subprocess.Popen[Any]) -> int:
@@ -124,6 +126,13 @@ def stop(process: subprocess.Popen[Any]) -> int:
         except subprocess.TimeoutExpired:
             continue
     return process.wait()
+
+
+def record(directory: Path, runs: list[Run]) -> None:
+    """These runs replace their benches' earlier ones in ``suite.json``; the others stay."""
+    latest = {r["bench"]: r for r in latest_runs(directory)} | {r.bench: asdict(r) for r in runs}
+    document = {"runs": list(latest.values())}
+    (directory / SUITE_FILE).write_text(json.dumps(document, indent=2) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -143,15 +152,8 @@ def main(argv: list[str] | None = None) -> int:
     directory.mkdir(parents=True, exist_ok=True)
     total = sum(b.timeout for b in chosen)
     print(f"{len(chosen)} benches, at most {total // 60} min; results in {directory}")
-    started_at = datetime.now(UTC).isoformat(timespec="seconds")
     runs = [run_bench(b, quick=args.quick, env=env) for b in chosen]
-    suite = {
-        "started_at": started_at,
-        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "quick": args.quick,
-        "runs": [asdict(r) for r in runs],
-    }
-    (directory / SUITE_FILE).write_text(json.dumps(suite, indent=2) + "\n")
+    record(directory, runs)
     print()
     write_summary(directory)
     failed = [r.bench for r in runs if r.returncode != 0 or r.timed_out]

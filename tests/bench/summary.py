@@ -6,9 +6,9 @@ Reads each ``bench-results/*.json`` that has ``figures`` (the shape of
 :mod:`tests.bench.results`; other JSON there, such as an end-to-end test's
 notes, is left alone) and writes ``bench-results/summary.md``. Whether a goal
 is met is worked out again from the value and the goal, not read from the
-file. When ``make bench`` left ``suite.json`` (wall time and exit status of
-each bench), a second table shows it, and the figures of a bench that failed
-in that run are marked as coming from an earlier run.
+file. ``make bench`` keeps each bench's latest run (start, wall time, exit
+status) in ``suite.json``; a second table shows them, and the figures of a
+bench whose latest run failed are marked as coming from an earlier one.
 """
 
 from __future__ import annotations
@@ -50,10 +50,12 @@ def format_met(met: bool | None) -> str:
     return "—" if met is None else "yes" if met else "**no**"
 
 
-def render(documents: Sequence[Mapping[str, Any]], suite: Mapping[str, Any] | None = None) -> str:
-    """The summary's Markdown: a line on the machine, the figures, and the last run's benches."""
+def render(
+    documents: Sequence[Mapping[str, Any]], latest_runs: Sequence[Mapping[str, Any]] = ()
+) -> str:
+    """The summary's Markdown: a line on the machine, the figures, each bench's latest run."""
     ordered = sorted(documents, key=_bench_order)
-    runs = {run["bench"]: run for run in (suite or {}).get("runs", [])}
+    runs = {run["bench"]: run for run in latest_runs}
     lines = ["No benchmark results with figures yet: run `make bench`."]
     if ordered:
         lines = [
@@ -63,7 +65,7 @@ def render(documents: Sequence[Mapping[str, Any]], suite: Mapping[str, Any] | No
             "|---|---:|---:|---|",
         ]
     for document in ordered:
-        stale = _stale(document, runs.get(document["bench"]), suite)
+        stale = _stale(document, runs.get(document["bench"]))
         for figure in figures_of(document):
             name = figure.name.replace("|", "\\|") + (" *(earlier run)*" if stale else "")
             unit = f" {figure.unit}" if figure.unit else ""
@@ -115,14 +117,12 @@ def _machine_line(documents: Sequence[Mapping[str, Any]]) -> str:
     return line
 
 
-def _stale(
-    document: Mapping[str, Any], run: Mapping[str, Any] | None, suite: Mapping[str, Any] | None
-) -> bool:
-    """Written before the last suite started, by a bench that failed or did not run in it."""
-    if suite is None:
+def _stale(document: Mapping[str, Any], run: Mapping[str, Any] | None) -> bool:
+    """Written before the bench's latest run, which failed: not what that run measured."""
+    if run is None or (run["returncode"] == 0 and not run["timed_out"]):
         return False
-    written_before = str(document["written_at"]) < str(suite["started_at"])
-    return written_before and (run is None or run["returncode"] != 0)
+    written = datetime.fromisoformat(document["written_at"])
+    return written < datetime.fromisoformat(run["started_at"])
 
 
 def _status(run: Mapping[str, Any]) -> str:
@@ -136,7 +136,8 @@ def _duration(seconds: float) -> str:
     return f"{minutes} min {rest:02d} s" if minutes else f"{rest} s"
 
 
-def load(directory: Path) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+def load(directory: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The bench documents in ``directory``, and the latest run of each bench the suite ran."""
     documents = []
     for path in sorted(directory.glob("*.json")):
         if path.name == SUITE_FILE:
@@ -144,9 +145,13 @@ def load(directory: Path) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
         document = json.loads(path.read_text())
         if isinstance(document, dict) and "figures" in document:
             documents.append(document)
-    suite_path = directory / SUITE_FILE
-    suite = json.loads(suite_path.read_text()) if suite_path.is_file() else None
-    return documents, suite
+    return documents, latest_runs(directory)
+
+
+def latest_runs(directory: Path) -> list[dict[str, Any]]:
+    path = directory / SUITE_FILE
+    runs: list[dict[str, Any]] = json.loads(path.read_text())["runs"] if path.is_file() else []
+    return runs
 
 
 def write_summary(directory: Path) -> str:

@@ -1,4 +1,4 @@
-"""The suite's order of benches and how it stops one that runs past its limit."""
+"""The suite: order of benches, stopping one past its limit, keeping each bench's latest run."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import sys
 import time
 from pathlib import Path
 
-from tests.bench.suite import DEFAULT_TIMEOUT, discover, stop
+from tests.bench.suite import DEFAULT_TIMEOUT, Run, discover, record, stop
+from tests.bench.summary import latest_runs
 
 
 def test_discover_runs_a_new_bench_before_the_heaviest(tmp_path: Path) -> None:
@@ -58,3 +59,18 @@ def test_stop_interrupts_the_whole_session_first(tmp_path: Path) -> None:
     assert marker.exists()
     assert time.monotonic() - started < 10
     process.stdout.close()
+
+
+def test_record_keeps_the_latest_run_of_each_bench(tmp_path: Path) -> None:
+    def ran(bench: str, at: str, returncode: int = 0) -> Run:
+        return Run(bench, f"tests.bench.bench_{bench}", at, 10.0, returncode, False)
+
+    record(
+        tmp_path,
+        [ran("ingest", "2026-11-22T10:00:00+00:00"), ran("drift", "2026-11-22T10:01:00+00:00")],
+    )
+    record(tmp_path, [ran("drift", "2026-11-22T11:00:00+00:00", returncode=1)])
+    runs = {r["bench"]: r for r in latest_runs(tmp_path)}
+    assert runs["ingest"]["started_at"] == "2026-11-22T10:00:00+00:00"
+    assert runs["drift"]["started_at"] == "2026-11-22T11:00:00+00:00"
+    assert runs["drift"]["returncode"] == 1

@@ -44,6 +44,7 @@ def run(bench: str, seconds: float, returncode: int = 0, timed_out: bool = False
     return {
         "bench": bench,
         "module": f"tests.bench.bench_{bench}",
+        "started_at": "2026-11-22T12:00:00+00:00",
         "seconds": seconds,
         "returncode": returncode,
         "timed_out": timed_out,
@@ -124,20 +125,17 @@ def test_render_says_when_benches_ran_on_different_machines() -> None:
     assert "Not every bench ran on this machine" in render(documents).splitlines()[0]
 
 
-def test_render_marks_figures_of_a_bench_that_failed_in_the_last_run() -> None:
+def test_render_marks_only_figures_that_a_failed_run_did_not_replace() -> None:
     documents = [
         document("ingest", [Figure("fresh", 1.0)], written_at="2026-11-22T12:05:00+00:00"),
         document("agent", [Figure("stale", 1.0)], written_at="2026-11-21T09:00:00+00:00"),
         document("drift", [Figure("not run", 1.0)], written_at="2026-11-21T09:00:00+00:00"),
     ]
-    suite = {
-        "started_at": "2026-11-22T12:00:00+00:00",
-        "runs": [run("ingest", 312.4), run("agent", 1200.0, -9, timed_out=True)],
-    }
-    lines = render(documents, suite).splitlines()
+    runs = [run("ingest", 312.4), run("agent", 1200.0, -9, timed_out=True)]
+    lines = render(documents, runs).splitlines()
     assert "| fresh | 1.00 | — | — |" in lines
     assert "| stale *(earlier run)* | 1.00 | — | — |" in lines
-    assert "| not run *(earlier run)* | 1.00 | — | — |" in lines
+    assert "| not run | 1.00 | — | — |" in lines
     assert lines[-3:] == [
         "|---|---:|---|",
         "| ingest | 5 min 12 s | ok |",
@@ -146,8 +144,7 @@ def test_render_marks_figures_of_a_bench_that_failed_in_the_last_run() -> None:
 
 
 def test_render_without_results_still_lists_the_failed_runs() -> None:
-    suite = {"started_at": "2026-11-22T12:00:00+00:00", "runs": [run("drift", 41.6, 1)]}
-    assert render([], suite).splitlines() == [
+    assert render([], [run("drift", 41.6, 1)]).splitlines() == [
         "No benchmark results with figures yet: run `make bench`.",
         "",
         "| bench | wall time | status |",
@@ -167,11 +164,11 @@ def test_summary_reads_only_documents_with_figures(tmp_path: Path) -> None:
     """Other JSON there (an end-to-end test's notes, the suite's record) is not a bench."""
     write_results("quantization", [Figure("size", 0.27, goal="<= 0.3")], {}, directory=tmp_path)
     (tmp_path / "drift_loop.json").write_text(json.dumps({"measured": 1}))
-    suite = {"started_at": "2020-01-01T00:00:00+00:00", "runs": [run("quantization", 61.0)]}
-    (tmp_path / SUITE_FILE).write_text(json.dumps(suite))
+    runs = [run("quantization", 61.0)]
+    (tmp_path / SUITE_FILE).write_text(json.dumps({"runs": runs}))
     documents, loaded = load(tmp_path)
     assert [d["bench"] for d in documents] == ["quantization"]
-    assert loaded == suite
+    assert loaded == runs
     summary = write_summary(tmp_path)
     assert (tmp_path / "summary.md").read_text() == summary
     assert "| size | 0.27 | ≤ 0.3 | yes |" in summary.splitlines()
