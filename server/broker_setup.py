@@ -29,6 +29,9 @@ from edgefleet.shared import jsoncodec
 CONF = "mosquitto.conf"
 DYNSEC = "dynamic-security.json"
 ENV = "edgefleet.env"
+PERSISTENCE = "data"
+"""Where the broker saves sessions, queued and retained messages: it must exist and be the
+broker user's, or a restart quietly loses them all."""
 PASSWORD_BYTES = 24
 
 
@@ -69,6 +72,7 @@ def init_broker(
             "and run `edgefleet broker init` again"
         )
     make_dir(directory, mode=0o700)
+    make_dir(directory / PERSISTENCE, mode=0o700)
     admin_password = secrets.token_urlsafe(PASSWORD_BYTES)
     server_password = secrets.token_urlsafe(PASSWORD_BYTES)
     config = dynsec.initial_config(
@@ -83,7 +87,7 @@ def init_broker(
             plugin_path=plugin or find_dynsec_plugin(),
             dynsec_file=str(directory / DYNSEC),
             log_file=None,
-            persistence_dir=str(directory / "data"),
+            persistence_dir=str(directory / PERSISTENCE),
         ).encode(),
         mode=0o644,
     )
@@ -115,5 +119,5 @@ def _hand_to_broker_user(directory: Path, user: str = "mosquitto") -> None:
         account = pwd.getpwnam(user)
     except KeyError:
         return
-    for path in (directory, directory / DYNSEC, directory / CONF):
+    for path in (directory, directory / PERSISTENCE, directory / DYNSEC, directory / CONF):
         os.chown(path, account.pw_uid, account.pw_gid)
