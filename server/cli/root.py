@@ -21,6 +21,7 @@ from edgefleet.server.cli import (
     retraining,
     rollouts,
     samples,
+    sim,
     training,
 )
 from edgefleet.server.cli.errors import CliError
@@ -87,6 +88,7 @@ for command in (
     retraining.retraining,
     samples.samples,
     drift.drift,
+    sim.sim,
     demo.demo,
 ):
     cli.add_command(command)

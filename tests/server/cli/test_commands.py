@@ -39,6 +39,7 @@ REMOTE = {
     "retraining",
     "samples",
     "drift",
+    "sim",
 }
 
 
@@ -111,6 +112,7 @@ def test_the_command_tree() -> None:
         ("samples", "list"),
         ("samples", "show"),
         ("server",),
+        ("sim",),
         ("tokens", "create"),
         ("tokens", "revoke"),
         ("train",),
