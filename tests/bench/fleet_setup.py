@@ -32,9 +32,10 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
 
 from edgefleet.agent.telemetry import parse_rss
 from edgefleet.server import devices, dynsec
@@ -216,20 +217,35 @@ def install_model(
     )
     call(server, "POST", f"/rollouts/{rollout['id']}/start")
     deadline = time.monotonic() + timeout
+    refused = 0
     while True:
-        status: dict[str, Any] = call(server, "GET", f"/rollouts/{rollout['id']}")
+        try:
+            status: dict[str, Any] = call(server, "GET", f"/rollouts/{rollout['id']}")
+        except OperationalError:
+            # The API's own write (the token's last use) can time out on SQLite's lock
+            # while the rollout's first tick writes thousands of rows: counted, asked again.
+            refused += 1
+            status = {"state": "unknown"}
         if status["state"] in {"completed", "aborted"} or time.monotonic() > deadline:
-            return status
+            return {**status, "status_requests_refused": refused}
         time.sleep(ROLLOUT_POLL_SECONDS)
 
 
-def windows_between(server: Server, start: float, end: float) -> list[tuple[str, float, float]]:
-    """Every stored telemetry window that ended in ``[start, end]``: (device, end, received)."""
-    query = select(
-        TelemetryRecord.device_id, TelemetryRecord.window_end, TelemetryRecord.received_at
-    ).where(TelemetryRecord.window_end.between(start, end))
+class Window(NamedTuple):
+    device_id: str
+    seq: int
+    end: float
+    received_at: float
+
+
+def windows_between(server: Server, start: float, end: float) -> list[Window]:
+    """Every stored telemetry window that ended in ``[start, end]``."""
+    record = TelemetryRecord
+    query = select(record.device_id, record.seq, record.window_end, record.received_at).where(
+        record.window_end.between(start, end)
+    )
     with server.services.sessions() as session:
-        return [(row[0], row[1], row[2]) for row in session.execute(query)]
+        return [Window(*row) for row in session.execute(query)]
 
 
 def wait_ingested(server: Server, timeout: float) -> bool:
