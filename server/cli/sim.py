@@ -133,7 +133,7 @@ def sim(
 
 
 def _described(scenario: Scenario, prefix: str) -> str:
-    from edgefleet.server.sim.provision import device_ids
+    from edgefleet.server.sim.provision import check_names, device_ids
     from edgefleet.server.sim.scenario import assign_groups
     from edgefleet.server.sim.timeline import needs
 
@@ -144,6 +144,7 @@ def _described(scenario: Scenario, prefix: str) -> str:
         f"model {fleet.model}, data {fleet.data}, {fleet.inference_hz:g} inferences/s each",
         *scenario.describe(),
     ]
+    check_names(prefix, fleet)
     ids = device_ids(prefix, fleet.devices)
     wanted = needs(scenario, ids, assign_groups(fleet, ids))
     if wanted.model:

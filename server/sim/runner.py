@@ -32,6 +32,7 @@ from edgefleet.server.sim.orders import HostDevice, HostSpec
 from edgefleet.server.sim.provision import (
     PROFILE,
     ProvisionedFleet,
+    check_names,
     device_ids,
     device_states,
     provision,
@@ -90,21 +91,6 @@ class RunOptions:
     """The hosts' log: at WARNING, every agent of thousands says so when a connection drops."""
 
 
-@dataclass
-class _Launched:
-    """A rollout this run started, and what became of it."""
-
-    id: str
-    group: str
-    version: int
-    flaw: str | None = None
-    state: str = "running"
-    reason: str | None = None
-
-    def outcome(self) -> dict[str, Any]:
-        return dict(vars(self))
-
-
 class Runner:
     def __init__(
         self,
@@ -123,9 +109,9 @@ class Runner:
         self._say = say
         self._clock = clock
         self._agenda = Agenda(say=say, expected=(CliError, EdgefleetError), clock=clock)
-        self._launched: list[_Launched] = []
-        self._bad_models: dict[str, bytes] = {}
-        self._bad_versions: list[int] = []
+        self._operator = operator.Operator(
+            api, scenario.fleet.model, latency_gate=self._options.latency_gate, say=say
+        )
         self._fleet: HostedFleet | None = None
         self._provisioned: ProvisionedFleet | None = None
 
@@ -138,6 +124,7 @@ class Runner:
     def check(self) -> Needs:
         """What the scenario needs, refused with the reason if this machine or server lacks it."""
         fleet = self.scenario.fleet
+        check_names(self._options.prefix, fleet)
         ids = device_ids(self._options.prefix, fleet.devices)
         found = needs(self.scenario, ids, assign_groups(fleet, ids))
         if found.broker and self._broker is None:
@@ -153,14 +140,10 @@ class Runner:
         if fleet.data != SYNTHETIC:
             load_rows(Path(fleet.data))
         if found.model:
-            self._check_versions()
+            self._operator.check(
+                [e.version for e in self.scenario.events if isinstance(e, Rollout) and e.version]
+            )
         return found
-
-    def _check_versions(self) -> None:
-        for event in self.scenario.events:
-            if isinstance(event, Rollout) and event.version is not None:
-                operator.require_approved(self._api, self.model, event.version)
-        operator.latest_approved(self._api, self.model)
 
     def _build_bad_models(self, flaws: tuple[str, ...]) -> None:
         if not flaws:
@@ -168,7 +151,7 @@ class Runner:
         version = operator.latest_approved(self._api, self.model)
         inputs, outputs = bad_model.shapes(operator.manifest(self._api, self.model, version))
         self._say(f"building the broken models ({', '.join(flaws)}) shaped like v{version}")
-        self._bad_models = bad_model.build_all(flaws, inputs, outputs)
+        self._operator.bad_models = bad_model.build_all(flaws, inputs, outputs)
 
     # -- the run -------------------------------------------------------------------------------
 
@@ -191,7 +174,7 @@ class Runner:
         finally:
             for problem in disks.unmount(mounted.values()):
                 self._say(f"warning: {problem}")
-            self._retire_bad_versions()
+            self._operator.retire_broken()
 
     def _run_fleet(self, mounted: dict[str, Path]) -> dict[str, Any]:
         options = self._options
@@ -210,6 +193,7 @@ class Runner:
         try:
             fleet.start()
             self._wait_online()
+            self._note_idle(fleet)
             self._play()
             live, settled = self._settle()
             self._say("fleet: stopping (each agent closes its last window and flushes)")
@@ -223,9 +207,18 @@ class Runner:
             scenario=self.scenario.source,
             elapsed=self._agenda.elapsed(),
             settled=settled,
-            rollouts=[launched.outcome() for launched in self._launched],
+            rollouts=self._operator.outcomes(),
             failures=self._agenda.failures,
         )
+
+    def _note_idle(self, fleet: HostedFleet) -> None:
+        """A fresh fleet has no model until a rollout reaches it: no inferences, no drift."""
+        idle = sum(1 for row in device_rows(fleet.report()) if row["version"] is None)
+        if idle:
+            self._say(
+                f"fleet: {idle} device(s) run no model yet, so they infer nothing until a "
+                "rollout reaches them (a rollout at 0s gives the whole fleet one)"
+            )
 
     def _host_devices(self, mounted: dict[str, Path]) -> list[HostDevice]:
         provisioned = self._require_provisioned()
@@ -291,10 +284,15 @@ class Runner:
         )
 
     def _action(self, index: int, event: Event, ids: list[str]) -> Action:
+        group = self._require_provisioned().server_group
         if isinstance(event, Rollout):
-            return lambda: self._roll_out(event)
+            return lambda: self._operator.roll_out(
+                group(event.group), event.version, event.waves, event.soak
+            )
         if isinstance(event, BadModel):
-            return lambda: self._roll_out_bad(event)
+            return lambda: self._operator.roll_out_bad(
+                group(event.group), event.flaw, event.waves, event.soak
+            )
         if isinstance(event, BrokerRestart):
             return lambda: self._restart_broker(event)
         groups = self._require_provisioned().groups
@@ -312,34 +310,6 @@ class Runner:
             raise SimError("the fleet is not running")
         return self._fleet
 
-    def _roll_out(self, event: Rollout) -> str:
-        version = event.version or operator.latest_approved(
-            self._api, self.model, besides=self._bad_versions
-        )
-        return self._launch(event.group, version, event.waves, event.soak, flaw=None)
-
-    def _roll_out_bad(self, event: BadModel) -> str:
-        data = self._bad_models[event.flaw]
-        version = operator.upload_approved(self._api, self.model, data, flaw=event.flaw)
-        self._bad_versions.append(version)
-        return self._launch(event.group, version, event.waves, event.soak, flaw=event.flaw)
-
-    def _launch(
-        self, group: str, version: int, waves: tuple[float, ...], soak: float, *, flaw: str | None
-    ) -> str:
-        name = self._require_provisioned().server_group(group)
-        rollout_id = operator.start_rollout(
-            self._api,
-            group=name,
-            model=self.model,
-            version=version,
-            waves=waves,
-            soak=soak,
-            latency_gate=self._options.latency_gate,
-        )
-        self._launched.append(_Launched(rollout_id, name, version, flaw))
-        return f"rollout {rollout_id} of {self.model} v{version} to {name} started"
-
     def _restart_broker(self, event: BrokerRestart) -> str:
         broker = self._broker
         if broker is None:  # check() refuses such a scenario without one
@@ -354,17 +324,6 @@ class Runner:
     def _status(self, elapsed: float) -> None:
         self._say(status_line(elapsed, device_rows(self._require_fleet().report())))
 
-    def _rollouts_moving(self) -> list[_Launched]:
-        moving = []
-        for launched in self._launched:
-            if launched.state in operator.FINISHED:
-                continue
-            found = operator.rollout(self._api, launched.id)
-            launched.state, launched.reason = found["state"], found.get("reason")
-            if launched.state in operator.MOVING:
-                moving.append(launched)
-        return moving
-
     def _settle(self) -> tuple[list[dict[str, Any]], bool]:
         """Wait until every device is up, connected, at rest with an empty outbox and no
         rollout of this run moves; the last report, and whether it came to that."""
@@ -374,7 +333,7 @@ class Runner:
         while True:
             reports = fleet.report()
             busy = unsettled(device_rows(reports))
-            moving = self._rollouts_moving()
+            moving = self._operator.moving()
             if not busy and not moving:
                 self._say("fleet: settled")
                 return reports, True
@@ -389,14 +348,6 @@ class Runner:
                 self._status(self._agenda.elapsed())
                 next_status = now + self._options.status_every
             time.sleep(POLL_SECONDS)
-
-    def _retire_bad_versions(self) -> None:
-        """Broken versions are deprecated, so no later ``latest`` picks one."""
-        for version in self._bad_versions:
-            try:
-                operator.set_stage(self._api, self.model, version, "deprecated")
-            except (CliError, EdgefleetError) as err:
-                self._say(f"warning: could not deprecate broken {self.model} v{version}: {err}")
 
 
 def _starter(broker: LocalBroker) -> Action:

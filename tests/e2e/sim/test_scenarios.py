@@ -286,3 +286,23 @@ def test_a_bad_scenario_exits_with_the_parsers_line_and_reason(tmp_path: Path) -
         f"error: {path} line 6 ([[event]] #1, kind 'drop_connections'): "
         "at: 120s is not before the scenario's end (60s)\n"
     )
+
+
+def test_a_broker_restart_without_the_broker_is_refused_before_anything_runs() -> None:
+    chaos = REPO / "deploy" / "scenarios" / "chaos.toml"
+    result = CliRunner().invoke(
+        cli, ["sim", "--scenario", str(chaos), "--token", "unused"], obj=Wiring()
+    )
+    assert result.exit_code == 1
+    assert result.stderr.startswith(
+        "error: the scenario restarts the broker (broker_restart): run it with --broker-dir"
+    )
+
+
+def test_a_prefix_that_cannot_name_the_devices_is_refused_by_the_dry_run() -> None:
+    smoke = REPO / "deploy" / "scenarios" / "smoke.toml"
+    result = CliRunner().invoke(
+        cli, ["sim", "--scenario", str(smoke), "--prefix", "Sim", "--dry-run"], obj=Wiring()
+    )
+    assert result.exit_code == 1
+    assert "error: --prefix 'Sim' makes the name 'Sim-00020'" in result.stderr
