@@ -146,16 +146,20 @@ class Host:
         heapq.heappush(self._timers, (when, next(self._order), what))
 
     def _run_timers(self) -> float:
-        """Run what is due; when the next thing is due."""
-        now = time.monotonic()
-        while self._timers and self._timers[0][0] <= now:
+        """Run what was due when the pass began; when the next thing is due.
+
+        Only what was due at the start: a host that has fallen behind would
+        otherwise keep finding work rescheduled while it ran and never get back
+        to its parent's orders.
+        """
+        start = time.monotonic()
+        while self._timers and self._timers[0][0] <= start:
             due, _n, what = heapq.heappop(self._timers)
-            self._lags.append(now - due)
+            self._lags.append(time.monotonic() - due)
             what()
             if self._mailbag:
                 self._deliver_mail()
-            now = time.monotonic()
-        return self._timers[0][0] if self._timers else now + IDLE_WAIT
+        return self._timers[0][0] if self._timers else time.monotonic() + IDLE_WAIT
 
     def _stepper(self, device: SimDevice) -> Callable[[], None]:
         period = self._spec.step_seconds
