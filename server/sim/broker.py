@@ -8,7 +8,6 @@ survive as far as Mosquitto's autosave had written them.
 
 from __future__ import annotations
 
-import shutil
 import socket
 import subprocess
 import time
@@ -16,13 +15,14 @@ from pathlib import Path
 from typing import IO
 
 from edgefleet.server.broker_setup import BrokerFiles
+from edgefleet.server.demo.preflight import find_mosquitto
 from edgefleet.server.errors import BrokerError
 
 START_SECONDS = 15.0
 
 
 def mosquitto_executable() -> str:
-    found = shutil.which("mosquitto") or shutil.which("mosquitto", path="/usr/sbin")
+    found = find_mosquitto()
     if found is None:
         raise BrokerError("mosquitto is not installed: apt-get install -y mosquitto")
     return found
