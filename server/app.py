@@ -176,6 +176,7 @@ def create_app(settings: Settings, *, clock: Clock = time.time) -> FastAPI:
                 flush_seconds=settings.ingest_flush_seconds,
                 queue_size=settings.ingest_queue_size,
                 in_process=settings.ingest_in_process,
+                shared=settings.ingest_shared,
             )
             ingest.start()
             stack.callback(ingest.stop)

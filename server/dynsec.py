@@ -147,9 +147,8 @@ def device_acls(device_id: str) -> tuple[Acl, ...]:
 def server_acls() -> tuple[Acl, ...]:
     """Read every device's reports (shared or not), write every ``desired``/``cmd``/chunk.
 
-    The plain filter is allowed beside the shared one for presence at start-up:
-    MQTT 5 sends no retained messages to shared subscriptions (Mosquitto 2.0.11
-    does anyway; EMQX and HiveMQ do not).
+    One server reads the plain filters (its persistent session keeps them across a
+    broker restart); replicas split the shared ones (``ingest_shared``).
     """
     reports = sorted(DEVICE_WRITES)
     filters = [

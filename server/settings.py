@@ -75,6 +75,15 @@ class Settings(BaseSettings):
     ingest_batch_size: int = Field(500, ge=1, le=100_000)
     ingest_flush_seconds: float = Field(0.5, gt=0, le=60)
     ingest_queue_size: int = Field(100_000, ge=100)
+    ingest_shared: bool = False
+    """Read device topics through the ``$share/edgefleet/...`` group, so replicas split them.
+
+    Off by default: one server subscribes plainly, and its persistent session keeps
+    those subscriptions, and what devices publish meanwhile, across a broker restart.
+    Mosquitto 2.0.11 does not restore shared subscriptions from its persistence file,
+    so with this on, device messages sent between a broker restart and the replicas'
+    new SUBSCRIBE are acknowledged to the device and dropped.
+    """
 
     rollout_tick_seconds: float = Field(5.0, gt=0, le=300)
     """How often running rollouts apply device events, judge waves and publish."""

@@ -33,7 +33,7 @@ from edgefleet.server.ingest.worker import Received, Report, Shipment
 from edgefleet.server.metrics import Metrics
 from edgefleet.server.mqtt import MessageProperties, MqttTransport
 from edgefleet.server.services import Clock
-from edgefleet.shared.topics import Channel, shared_subscription
+from edgefleet.shared.topics import Channel, channel_filter, shared_subscription
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +63,7 @@ class IngestService:
         flush_seconds: float = 0.5,
         queue_size: int = 100_000,
         in_process: bool = False,
+        shared: bool = False,
     ) -> None:
         self._transport = transport
         self._database_url = database_url
@@ -72,6 +73,7 @@ class IngestService:
         self._flush_seconds = flush_seconds
         self._queue_size = queue_size
         self._in_process = in_process
+        self._shared = shared
         self._arrived: collections.deque[_Arrival] = collections.deque()
         self._in_flight = 0
         self._stop = threading.Event()
@@ -87,8 +89,9 @@ class IngestService:
         self._shipper.start()
         self._transport.set_message_handler(self._receive)
         for channel in INGESTED:
-            # The broker's server role allows exactly this share group (dynsec.server_acls).
-            self._transport.subscribe(shared_subscription(channel), qos=1, timeout=None)
+            # The broker's server role allows exactly these filters (dynsec.server_acls).
+            topic_filter = shared_subscription(channel) if self._shared else channel_filter(channel)
+            self._transport.subscribe(topic_filter, qos=1, timeout=None)
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop taking messages, write what has arrived, then return."""

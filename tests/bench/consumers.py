@@ -30,7 +30,7 @@ from edgefleet.server.db.engine import make_engine
 from edgefleet.server.ingest.service import INGESTED, IngestService
 from edgefleet.server.metrics import Metrics
 from edgefleet.server.mqtt import MqttTransport
-from edgefleet.shared.topics import Channel, shared_subscription
+from edgefleet.shared.topics import Channel, channel_filter
 from tests.bench.procstat import cpu_seconds
 
 BATCH_MESSAGES = 500
@@ -69,7 +69,7 @@ class RawConsumer:
         self._client.on_message = self._on_message
         self._client.connect(spec.host, spec.port, keepalive=30)
         self._client.loop_start()
-        self._client.subscribe([(shared_subscription(channel), 1) for channel in INGESTED])
+        self._client.subscribe([(channel_filter(channel), 1) for channel in INGESTED])
         if not subscribed.wait(10):
             raise RuntimeError("raw consumer: no SUBACK")
 
@@ -122,7 +122,7 @@ class IngestConsumer:
         )
         self._ingest.start()
         # start() does not wait for its SUBACKs; the broker answers in order, so this one does.
-        self._transport.subscribe(shared_subscription(Channel.TELEMETRY), qos=1, timeout=10)
+        self._transport.subscribe(channel_filter(Channel.TELEMETRY), qos=1, timeout=10)
 
     def _taken(self) -> float:
         registry = self._metrics.registry

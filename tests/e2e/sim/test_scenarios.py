@@ -90,12 +90,6 @@ at = "26s"
 kind = "broker_restart"
 down_for = "3s"
 """
-LOST_IN_THE_RESTART = (
-    "Mosquitto 2.0.11 does not restore shared subscriptions from its persistence file: "
-    "what devices publish between the broker's restart and the server's new SUBSCRIBE has "
-    "no subscriber and is dropped (the devices got their PUBACK), so healthy events and "
-    "telemetry windows are lost and the rollout waits for devices that already committed"
-)
 
 
 @dataclass(frozen=True)
@@ -197,11 +191,7 @@ def _outbox(agent_dir: Path) -> tuple[int, int, int]:
     "extra",
     [
         pytest.param("", id="power-cuts"),
-        pytest.param(
-            BROKER_RESTART,
-            id="power-cuts-and-broker-restart",
-            marks=pytest.mark.xfail(reason=LOST_IN_THE_RESTART, strict=False),
-        ),
+        pytest.param(BROKER_RESTART, id="power-cuts-and-broker-restart"),
     ],
 )
 def test_faults_mid_rollout_lose_nothing(
