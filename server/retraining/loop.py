@@ -315,9 +315,11 @@ class RetrainingLoop:
         Reservoir draws are a uniform sample of what devices saw (hard examples
         are not: they are the least confident), so the challenger's drift
         baseline describes the inputs it will meet. After a drift trigger only
-        draws from flagged windows count: draws from before the shift would
-        blend the old inputs into the new baseline, and the challenger would
-        then be flagged against its own baseline on the inputs it was made for.
+        draws from windows flagged since the previous run's trigger count (the
+        windows this trigger looked at): draws from before the shift, or from
+        an earlier shift, would blend other inputs into the new baseline, and
+        the challenger would then be flagged against its own baseline on the
+        inputs it was made for.
         """
         query = (
             select(EdgeSample.values)
@@ -326,11 +328,19 @@ class RetrainingLoop:
             .limit(BASELINE_SAMPLES)
         )
         if run.trigger.get("reason") == "drift":
+            previous = session.scalar(
+                select(func.max(RetrainingRun.created_at)).where(
+                    RetrainingRun.model_name == run.model_name, RetrainingRun.id < run.id
+                )
+            )
             query = query.join(
                 DriftWindow,
                 (DriftWindow.device_id == EdgeSample.device_id)
                 & (DriftWindow.seq == EdgeSample.window_seq),
-            ).where(DriftWindow.flagged.is_(True))
+            ).where(
+                DriftWindow.flagged.is_(True),
+                DriftWindow.received_at > (previous or float("-inf")),
+            )
         if policy.group is not None:
             query = query.where(EdgeSample.device_id.in_(_members(session, policy.group)))
         rows = session.scalars(query).all()

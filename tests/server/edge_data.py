@@ -106,6 +106,7 @@ def add_samples(
     received_at: float,
     reason: str = "reservoir",
     label: str | None = None,
+    window_seq: int = 1,
 ) -> list[int]:
     """Samples as ingest writes them (float32 little-endian); their ids."""
     rows = [
@@ -114,7 +115,7 @@ def add_samples(
             sample_id=f"s{next(_seqs)}",
             model=model,
             version=version,
-            window_seq=1,
+            window_seq=window_seq,
             reason=reason,
             confidence=0.5 if reason == "low_confidence" else None,
             values=np.asarray(v, dtype="<f4").tobytes(),
