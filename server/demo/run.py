@@ -25,7 +25,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -35,19 +35,23 @@ import numpy as np
 from edgefleet.server.broker_setup import init_broker, read_env
 from edgefleet.server.cli.client import ApiClient
 from edgefleet.server.cli.connection import Connection
-from edgefleet.server.cli.errors import CliError
 from edgefleet.server.demo.preflight import require_ready
 from edgefleet.server.errors import ConfigError, ServerError
 from edgefleet.server.sim.broker import LocalBroker
 from edgefleet.server.sim.data import NO_DRIFT, DriftSetting, synthetic_pool
 from edgefleet.server.sim.fleet import HostedFleet
 from edgefleet.server.sim.orders import DriftOn, HostDevice, HostSpec
-from edgefleet.shared.agent_config import (
-    DriftSection,
-    TelemetrySection,
-    UpdateSection,
-    parse_agent_config,
+from edgefleet.server.sim.provision import (
+    PROFILE,
+    ProvisionedFleet,
+    device_states,
+    provision,
+    server_group,
+    sim_config,
 )
+from edgefleet.server.sim.runner import profile_toml
+from edgefleet.server.sim.scenario import FleetSpec
+from edgefleet.shared.agent_config import UpdateSection
 
 MODEL = "vibration"
 DATASET = "vibration-demo"
@@ -56,7 +60,17 @@ STEPS = 32
 DRIFT = DriftSetting(sigma=4.0, channels=("temperature",))
 """Site B's temperature sensors read 4 standard deviations warm (a recalibrated probe)."""
 MARKER = ".edgefleet-demo"
-PROFILE = "sim"
+PREFIX = "demo"
+"""Devices are ``demo-00001``...; the groups below are named on the server as the simulator
+names its groups."""
+SITE_A, SITE_B = "site-a", "site-b"
+"""The fleet's two groups as the simulator's fleet spec names them."""
+GROUP_A, GROUP_B = server_group(PREFIX, SITE_A), server_group(PREFIX, SITE_B)
+FLEET_GROUP = server_group(PREFIX, "fleet")
+"""Every device: the first rollout's target."""
+UPDATE = UpdateSection(probation_seconds=3.0, max_latency_ratio=50.0)
+"""Two cores run the fleet, the server and TensorFlow: latency jumps on scheduling
+alone, so the agents' own latency limit is loose here."""
 
 
 @dataclass(frozen=True)
@@ -116,6 +130,40 @@ def prepare_dir(data_dir: Path) -> Path:
     return data_dir
 
 
+def fleet_spec(options: DemoOptions) -> FleetSpec:
+    """A third of the fleet (at least one device) is site A, the rest site B."""
+    count = options.devices
+    size_a = max(1, math.ceil(count / 3))
+    return FleetSpec(
+        devices=count,
+        model=MODEL,
+        duration=options.timeout,
+        seed=1,
+        inference_hz=options.inference_hz,
+        window_seconds=options.window_seconds,
+        groups=((SITE_A, size_a), (SITE_B, count - size_a)),
+    )
+
+
+def host_devices(made: ProvisionedFleet, spec: FleetSpec, data_dir: Path) -> list[HostDevice]:
+    """The provisioned configs as the simulator host runs them, with the demo's loose
+    latency limit; each agent keeps its files under ``data_dir/agents``."""
+    group_of = {d: group for group, ids in made.groups.items() for d in ids}
+    return [
+        HostDevice(
+            sim_config(
+                config,
+                data_dir=data_dir / "agents" / device_id,
+                window_seconds=spec.window_seconds,
+                update=UPDATE,
+            ),
+            group=group_of[device_id],
+            offset=index * 17,
+        )
+        for index, (device_id, config) in enumerate(made.configs.items())
+    ]
+
+
 class Demo:
     def __init__(self, options: DemoOptions, out: TextIO = sys.stdout) -> None:
         self.options = options
@@ -155,25 +203,25 @@ class Demo:
         p.step(f"server: edgefleet server on 127.0.0.1:{self.options.api_port} (SQLite)")
         self._start_server(server_env)
         p.note(f"API docs {self._url}/docs   token {self.token}")
-        p.step(f"fleet: {self.options.devices} simulated devices in groups site-a and site-b")
+        p.step(f"fleet: {self.options.devices} simulated devices in groups {GROUP_A} and {GROUP_B}")
         site_a, site_b = self._provision()
         p.step("dataset: synthetic vibration windows (32 steps x 3 channels, 4 fault classes)")
         self._call("POST", f"/datasets/{DATASET}/versions", data=self._synthetic_form())
         p.step("train: cnn1d with Keras, quantize to TFLite for the device profile, sign (Ed25519)")
         champion = self._train()
         p.step(f"rollout 1: v{champion} to the whole fleet in two waves (50%, 100%)")
-        self._roll_out(champion, "demo-fleet", site_a + site_b)
+        self._roll_out(champion, FLEET_GROUP, site_a + site_b)
         p.step("telemetry: every device reports inference counts, latency and drift sketches")
         self._retraining_policy(len(site_b))
         self._show_telemetry()
-        p.step(f"drift: site-b's temperature now reads {DRIFT.sigma:g} sigma warm")
+        p.step(f"drift: {GROUP_B}'s temperature now reads {DRIFT.sigma:g} sigma warm")
         drift_at = time.monotonic()
         self._sim.order(DriftOn(tuple(site_b), DRIFT, None))
         self._wait_drift(site_b)
         self.report["seconds_to_detect"] = round(time.monotonic() - drift_at, 1)
         p.step("retrain: the policy triggers; labelling edge samples (the operator's part)")
         run = self._retrain(site_a, site_b)
-        p.step(f"rollout 2: v{run['challenger_version']} to site-b, staged by the policy")
+        p.step(f"rollout 2: v{run['challenger_version']} to {GROUP_B}, staged by the policy")
         self._finish(run, site_a, site_b, champion)
         self.report["seconds_total"] = round(self.progress.elapsed(), 1)
         p.step("done: " + self._summary())
@@ -258,16 +306,20 @@ class Demo:
             raise DemoError("the server is not running")
         return self._http
 
-    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+    @property
+    def _api(self) -> ApiClient:
         if self.api is None:
             raise DemoError("no API connection")
+        return self.api
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
         if method == "GET":
-            return self.api.get(path, params=kwargs.get("params"))
+            return self._api.get(path, params=kwargs.get("params"))
         if method == "PATCH":
-            return self.api.patch(path, json=kwargs["json"])
+            return self._api.patch(path, json=kwargs["json"])
         if method == "PUT":
-            return self.api.put(path, json=kwargs["json"])
-        return self.api.post(path, **kwargs)
+            return self._api.put(path, json=kwargs["json"])
+        return self._api.post(path, **kwargs)
 
     def _wait(self, what: str, condition: Callable[[], Any], timeout: float) -> Any:
         deadline = min(time.monotonic() + timeout, self._deadline)
@@ -282,65 +334,31 @@ class Demo:
     # -- fleet --------------------------------------------------------------------------------
 
     def _provision(self) -> tuple[list[str], list[str]]:
-        count = self.options.devices
-        ids = [f"demo-{i:03d}" for i in range(count)]
-        size_a = max(1, math.ceil(count / 3))
-        devices = []
-        for index, device_id in enumerate(ids):
-            bundle = self._provision_one(device_id)
-            config = parse_agent_config(bundle["agent_config"])
-            config = replace(
-                config,
-                device=replace(config.device, data_dir=str(self.data_dir / "agents" / device_id)),
-                broker=replace(config.broker, keepalive=10),
-                telemetry=TelemetrySection(window_seconds=self.options.window_seconds),
-                # Every window's samples get through: the default budget is a metered uplink's.
-                drift=DriftSection(bytes_per_hour=256 * 1024 * 1024),
-                # Two cores run the fleet, the server and TensorFlow: latency jumps on
-                # scheduling alone, so the agents' own latency limit is loose here.
-                update=UpdateSection(probation_seconds=3.0, max_latency_ratio=50.0),
-            )
-            group = "site-a" if index < size_a else "site-b"
-            devices.append(HostDevice(config, group=group, offset=index * 17))
-        site_a, site_b = ids[:size_a], ids[size_a:]
-        for name, members in (("site-a", site_a), ("site-b", site_b), ("demo-fleet", ids)):
-            self._call("POST", "/groups", json={"name": name, "kind": "static", "members": members})
-        spec = HostSpec(
+        spec = fleet_spec(self.options)
+        made = provision(
+            self._api, fleet=spec, prefix=PREFIX, data_dir=self.data_dir, say=self.progress.note
+        )
+        ids = list(made.configs)
+        self._call("POST", "/groups", json={"name": FLEET_GROUP, "kind": "static", "members": ids})
+        host = HostSpec(
             devices=(),
-            profile_toml=(
-                Path(__file__).resolve().parents[2] / "firmware_configs" / "sim.toml"
-            ).read_text(),
-            inference_hz=self.options.inference_hz,
-            data="synthetic",
-            seed=1,
+            profile_toml=profile_toml(),
+            inference_hz=spec.inference_hz,
+            data=spec.data,
+            seed=spec.seed,
             log_level="ERROR",
         )
-        self.fleet = HostedFleet(devices, spec, processes=1)
+        self.fleet = HostedFleet(host_devices(made, spec, self.data_dir), host, processes=1)
         self.fleet.start()
         self._wait("every device online", lambda: self._online(ids), 60)
-        self.progress.note(f"{count} agents online (site-a {len(site_a)}, site-b {len(site_b)})")
+        site_a, site_b = list(made.groups[SITE_A]), list(made.groups[SITE_B])
+        self.progress.note(
+            f"{len(ids)} agents online ({GROUP_A} {len(site_a)}, {GROUP_B} {len(site_b)})"
+        )
         return site_a, site_b
 
-    def _provision_one(self, device_id: str) -> dict[str, Any]:
-        """The device's bundle. A broker too busy to answer in time (a loaded machine) is
-        asked again: the server rolls a failed provisioning back, so a retry is safe."""
-        for attempt in range(1, 4):
-            try:
-                bundle: dict[str, Any] = self._call(
-                    "POST", "/devices", json={"id": device_id, "profile": PROFILE}
-                )
-            except CliError as err:
-                if "broker" not in str(err) or attempt == 3:
-                    raise
-                self.progress.note(f"{device_id}: {err}; trying again")
-                time.sleep(2.0 * attempt)
-            else:
-                return bundle
-        raise DemoError(f"could not provision {device_id}")
-
     def _online(self, ids: list[str]) -> bool:
-        page = self._call("GET", "/devices", params={"state": "online", "limit": 1000})
-        return {d["id"] for d in page["items"]} >= set(ids)
+        return set(device_states(self._api, PREFIX, state="online")) >= set(ids)
 
     def _synthetic_form(self) -> dict[str, str]:
         spec = {"count": 800, "window": STEPS, "seed": 1}
@@ -429,7 +447,7 @@ class Demo:
             "PUT",
             f"/models/{MODEL}/retraining-policy",
             json={
-                "group": "site-b",
+                "group": GROUP_B,
                 "drift": {"consecutive_windows": 2, "min_devices": max(1, drifting // 2)},
                 "comparison": {
                     "min_holdout": 20,
@@ -475,8 +493,8 @@ class Demo:
             hot = {d["device"] for d in status["devices"] if d["flagged"]}
             return len(hot & set(site_b)) >= max(1, len(site_b) // 2)
 
-        self._wait("drift to be flagged on site-b", flagged, 120)
-        self.progress.note("drift flagged on site-b devices:")
+        self._wait(f"drift to be flagged on {GROUP_B}", flagged, 120)
+        self.progress.note(f"drift flagged on {GROUP_B} devices:")
         self._print_drift()
 
     def _truth(self) -> dict[bytes, str]:
@@ -517,7 +535,7 @@ class Demo:
             raise DemoError(f"retraining ended {decided['state']}: {decided.get('reason')}")
         measured = decided["decision"]["measured"]
         self.progress.note(
-            "accuracy on site-b's new data: champion "
+            f"accuracy on {GROUP_B}'s new data: champion "
             f"{measured['new']['champion']:.3f}, challenger {measured['new']['challenger']:.3f}"
         )
         self.report["retraining"] = {k: decided.get(k) for k in ("state", "decision", "trigger")}
@@ -529,9 +547,7 @@ class Demo:
         return max(items, key=lambda r: r["id"]) if items else None
 
     def _label(self, truth: dict[bytes, str]) -> int:
-        if self.api is None:
-            raise DemoError("no API connection")
-        response = self.api.download(
+        response = self._api.download(
             "/samples/export", params={"model": MODEL, "labelled": "false", "format": "npz"}
         )
         with np.load(io.BytesIO(response.content)) as archive:
@@ -551,9 +567,11 @@ class Demo:
         status = self._wait_rollout(run["rollout_id"])
         self.report.setdefault("rollouts", []).append(status)
         challenger = int(run["challenger_version"])
-        self._wait(f"site-b serving v{challenger}", lambda: self._serving(site_b, challenger), 60)
+        self._wait(
+            f"{GROUP_B} serving v{challenger}", lambda: self._serving(site_b, challenger), 60
+        )
         if not self._serving(site_a, champion):
-            raise DemoError("site-a's devices left the champion")
+            raise DemoError(f"{GROUP_A}'s devices left the champion")
         time.sleep(2 * self.options.window_seconds)
         self._print_drift()
         rows = [r for host in self._sim.report() for r in host["devices"]]

@@ -5,12 +5,14 @@ so a simulation never touches an operator's devices or groups. Each
 device's agent config (it holds the device's broker password) is kept in
 ``DATA/devices/{id}.toml``, mode 0600, and a re-run reuses it instead of
 provisioning again. The config runs with a few simulator settings laid over
-it (:func:`sim_config`) and is never written back with them.
+it (:func:`sim_config`) and is never written back with them. ``edgefleet
+sim`` and ``edgefleet demo`` both provision their fleets here.
 """
 
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -18,6 +20,7 @@ from typing import Any
 
 from edgefleet.server.atomic import make_dir, write_atomic
 from edgefleet.server.cli.client import ApiClient, segment
+from edgefleet.server.cli.errors import CliError
 from edgefleet.server.errors import ConflictError, InvalidInputError
 from edgefleet.server.sim.scenario import FleetSpec, assign_groups
 from edgefleet.shared.agent_config import (
@@ -38,6 +41,11 @@ DRIFT = DriftSection(bytes_per_hour=256 * 1024 * 1024)
 UPDATE = UpdateSection(probation_seconds=5.0)
 """A probation of seconds, not minutes: a scenario runs for minutes. The other rules
 (error rate, latency ratio, minimum inferences) stay the agent's defaults."""
+ATTEMPTS = 3
+"""Asks per device when the broker is too busy to answer in time (a loaded machine):
+the server rolls a failed provisioning back, so asking again is safe."""
+RETRY_SECONDS = 2.0
+"""The wait before the second ask; each further ask waits this much longer."""
 
 _NAME = re.compile(NAME_RE)
 
@@ -78,7 +86,9 @@ def check_names(prefix: str, fleet: FleetSpec) -> None:
             )
 
 
-def sim_config(config: AgentConfig, *, data_dir: Path, window_seconds: float) -> AgentConfig:
+def sim_config(
+    config: AgentConfig, *, data_dir: Path, window_seconds: float, update: UpdateSection = UPDATE
+) -> AgentConfig:
     """``config`` as the simulator runs it: its own data directory and simulator timings."""
     return replace(
         config,
@@ -86,7 +96,7 @@ def sim_config(config: AgentConfig, *, data_dir: Path, window_seconds: float) ->
         broker=replace(config.broker, keepalive=KEEPALIVE),
         telemetry=replace(config.telemetry, window_seconds=window_seconds),
         drift=DRIFT,
-        update=UPDATE,
+        update=update,
     )
 
 
@@ -106,7 +116,7 @@ def provision(
         if path.exists() and state is not None and state["state"] != "revoked":
             configs[device_id] = parse_agent_config(path.read_text(encoding="utf-8"))
         else:
-            configs[device_id] = _issue(api, device_id, state, path, prefix)
+            configs[device_id] = _issue(api, device_id, state, path, say)
             made += 1
         if count % PROGRESS_EVERY == 0 or count == len(ids):
             say(f"devices: {count}/{len(ids)} ready ({made} provisioned or re-keyed)")
@@ -135,22 +145,39 @@ def device_states(
 
 
 def _issue(
-    api: ApiClient, device_id: str, known: Mapping[str, Any] | None, path: Path, prefix: str
+    api: ApiClient, device_id: str, known: Mapping[str, Any] | None, file: Path, say: Say
 ) -> AgentConfig:
     """A new config from the server: a new device, or new credentials for a known one
     whose config is not here (another machine's run, a deleted data directory)."""
+    body: dict[str, str] | None = None
     if known is None:
-        bundle = api.post("/devices", json={"id": device_id, "profile": PROFILE})
+        path, body = "/devices", {"id": device_id, "profile": PROFILE}
     elif known["profile"] != PROFILE:
         raise ConflictError(
             f"device {device_id} exists on the server with profile {known['profile']!r}: "
             "it is not a simulated device; choose another --prefix"
         )
     else:
-        bundle = api.post(f"/devices/{segment(device_id)}/credentials")
+        path = f"/devices/{segment(device_id)}/credentials"
+    bundle = _post_patiently(api, path, body, device_id=device_id, say=say)
     text = bundle["agent_config"]
-    write_atomic(path, text.encode("utf-8"), mode=0o600)
+    write_atomic(file, text.encode("utf-8"), mode=0o600)
     return parse_agent_config(text)
+
+
+def _post_patiently(
+    api: ApiClient, path: str, body: Mapping[str, str] | None, *, device_id: str, say: Say
+) -> Any:
+    """The answer to a provisioning POST, asked again while the broker is too busy."""
+    for attempt in range(1, ATTEMPTS):
+        try:
+            return api.post(path, json=body)
+        except CliError as err:
+            if "broker" not in err.message:
+                raise
+            say(f"{device_id}: {err.message}; asking again")
+            time.sleep(RETRY_SECONDS * attempt)
+    return api.post(path, json=body)
 
 
 def _sync_groups(api: ApiClient, prefix: str, groups: Mapping[str, Sequence[str]]) -> None:

@@ -22,7 +22,13 @@ from edgefleet.server.sim.provision import (
     sim_config,
 )
 from edgefleet.server.sim.scenario import FleetSpec
-from edgefleet.shared.agent_config import AgentConfig, BrokerSection, DeviceSection, TrustSection
+from edgefleet.shared.agent_config import (
+    AgentConfig,
+    BrokerSection,
+    DeviceSection,
+    TrustSection,
+    UpdateSection,
+)
 from tests.harness.broker import MosquittoBroker
 from tests.server.api.conftest import running_server, server_settings
 
@@ -111,3 +117,6 @@ def test_the_simulator_runs_a_config_with_its_own_settings(tmp_path: Path) -> No
     assert ran.telemetry.window_seconds == 2.0
     assert ran.telemetry.outbox_max_bytes == config.telemetry.outbox_max_bytes
     assert (ran.drift, ran.update) == (DRIFT, UPDATE)
+    loose = UpdateSection(probation_seconds=1.0, max_latency_ratio=9.0)
+    ran = sim_config(config, data_dir=tmp_path, window_seconds=2.0, update=loose)
+    assert (ran.drift, ran.update) == (DRIFT, loose)
