@@ -24,6 +24,10 @@ done
 if [ "$extras" = dev ] && ! compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null; then
   missing+=(postgresql)
 fi
+# The browser tests drive Debian's Chromium through Playwright (never `playwright install`).
+if [ "$extras" = dev ] && ! command -v chromium >/dev/null 2>&1; then
+  missing+=(chromium)
+fi
 if ! "$python" -c "import ensurepip, venv" >/dev/null 2>&1; then
   missing+=(python3-venv)
 fi

@@ -18,13 +18,15 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from fastapi import FastAPI, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from edgefleet.server import devices, keys
+from edgefleet.server import devices, keys, web
 from edgefleet.server.alerts import Alerts
 from edgefleet.server.api import errors as api_errors
 from edgefleet.server.api.routes import audit as audit_routes
 from edgefleet.server.api.routes import datasets as dataset_routes
 from edgefleet.server.api.routes import devices as device_routes
 from edgefleet.server.api.routes import drift as drift_routes
+from edgefleet.server.api.routes import events as event_routes
+from edgefleet.server.api.routes import fleet as fleet_routes
 from edgefleet.server.api.routes import groups as group_routes
 from edgefleet.server.api.routes import models as model_routes
 from edgefleet.server.api.routes import retraining as retraining_routes
@@ -279,8 +281,11 @@ def create_app(settings: Settings, *, clock: Clock = time.time) -> FastAPI:
         retraining_routes.router,
         sample_routes.router,
         drift_routes.router,
+        fleet_routes.router,
+        event_routes.router,
     ):
         app.include_router(router, prefix="/api/v1")
+    web.mount(app)
 
     @app.middleware("http")
     async def time_requests(request: Request, call_next: Callable[[Request], object]) -> Response:

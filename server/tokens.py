@@ -87,18 +87,39 @@ def create_token(
     return token, secret
 
 
-def authenticate(*, session: Session, secret: str | None, now: float) -> Principal:
+def _usable(token: ApiToken, now: float) -> Principal:
+    if token.revoked_at is not None:
+        raise AuthenticationError(f"token {token.name!r} was revoked")
+    if token.expires_at is not None and now >= token.expires_at:
+        raise AuthenticationError(f"token {token.name!r} expired")
+    return Principal(name=token.name, role=Role(token.role))
+
+
+def authenticate_token(*, session: Session, secret: str | None, now: float) -> ApiToken:
+    """The live token behind ``secret`` (marked used): what a dashboard session is made from."""
     if not secret:
         raise AuthenticationError("missing bearer token")
     token = session.scalar(select(ApiToken).where(ApiToken.token_hash == _digest(secret)))
     if token is None:
         raise AuthenticationError("unknown token")
-    if token.revoked_at is not None:
-        raise AuthenticationError(f"token {token.name!r} was revoked")
-    if token.expires_at is not None and now >= token.expires_at:
-        raise AuthenticationError(f"token {token.name!r} expired")
+    _usable(token, now)
     token.last_used_at = now
-    return Principal(name=token.name, role=Role(token.role))
+    return token
+
+
+def authenticate(*, session: Session, secret: str | None, now: float) -> Principal:
+    return _usable(authenticate_token(session=session, secret=secret, now=now), now)
+
+
+def authenticate_session(*, session: Session, token_id: int, name: str, now: float) -> Principal:
+    """The principal of a dashboard session, checked on every request so that revoking
+    its token ends it at once."""
+    token = session.get(ApiToken, token_id)
+    if token is None or token.name != name:
+        raise AuthenticationError(f"the session's token {name!r} no longer exists")
+    principal = _usable(token, now)
+    token.last_used_at = now
+    return principal
 
 
 def revoke_token(*, session: Session, name: str, actor: str, now: float) -> tuple[ApiToken, bool]:
