@@ -6,7 +6,8 @@ manifest does not account for (an index past ``chunk_count``, more bytes
 than ``chunk_size`` or than the declared total) is refused on arrival, so
 no more than the declared size is ever held in memory. The buffer is
 allocated once at the declared size: a device holds one copy of the model
-while it downloads, not a list of chunks plus their concatenation.
+while it downloads, not a list of chunks plus their concatenation. A
+refetch (:mod:`.refetch`) writes the new copies over the old ones in it.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import hashlib
 from enum import StrEnum
 
+from edgefleet.agent.update.refetch import fingerprints
 from edgefleet.shared.errors import ArtifactError, ArtifactTooLargeError
 from edgefleet.shared.manifest import ArtifactSpec, Manifest, check_artifact
 
@@ -82,6 +84,14 @@ class ChunkAssembler:
     def missing(self) -> list[int]:
         """Indices still to fetch, ascending: what a resume asks for."""
         return [i for i in range(self._spec.chunk_count) if i not in self._received]
+
+    def restart(self) -> None:
+        """Take every chunk again: the ones held did not make the manifest's artifact."""
+        self._received.clear()
+
+    def fingerprints(self) -> tuple[bytes, ...]:
+        """Each chunk's short digest, to compare one failed fetch with the next."""
+        return fingerprints(self._buffer, self._spec.chunk_size)
 
     def finish(self) -> bytearray:
         """The artifact, once every chunk is in and its sha256 is the manifest's.

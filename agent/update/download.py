@@ -4,8 +4,12 @@ Chunks are retained on the broker, so fetching is subscribing. A download
 that stops making progress (a chunk lost in a reconnect, a subscription the
 broker dropped) asks again for exactly the chunks it lacks, by subscribing to
 their own topics: the broker answers a new subscription with the retained
-message. The deadline (``UpdateSection.download_timeout_seconds``) bounds the
-whole download; past it the update fails and names what is missing.
+message. The deadline (``UpdateSection.download_timeout_seconds``) bounds
+each fetch of the artifact; past it the update fails and names what is missing.
+
+Once every chunk is in, :meth:`Download.verify` checks the artifact against
+the manifest's sha256. A mismatch starts a new fetch of every chunk (with its
+own deadline) until the :class:`~.refetch.RefetchBudget` is spent.
 """
 
 from __future__ import annotations
@@ -13,6 +17,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from edgefleet.agent.update.chunks import ChunkAssembler, ChunkOutcome
+from edgefleet.agent.update.refetch import Corrupt, Refetch, RefetchBudget
+from edgefleet.agent.update.state import reason_of
+from edgefleet.shared.errors import ArtifactError
 from edgefleet.shared.manifest import Manifest
 
 PROGRESS_STEPS = 4
@@ -33,18 +40,36 @@ class TimedOut:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class Verified:
+    """The artifact is the manifest's; :attr:`Download.artifact` holds it."""
+
+
 class Download:
     def __init__(self, manifest: Manifest, *, now: float, timeout: float, stall: float) -> None:
         self.assembler = ChunkAssembler(manifest)
+        self._timeout = timeout
         self._deadline = now + timeout
         self._stall = stall
         self._last_news = now
         self._step = 0
         self._asked: set[int] = set()
+        self._refetches = RefetchBudget()
+        self._artifact: bytearray | None = None
 
     @property
     def sha256(self) -> str:
         return self.assembler.spec.sha256
+
+    @property
+    def refetches(self) -> int:
+        """Whole-artifact fetches made after the first."""
+        return self._refetches.used
+
+    @property
+    def artifact(self) -> bytearray | None:
+        """The verified artifact (``None`` until :meth:`verify` said :class:`Verified`)."""
+        return self._artifact
 
     def accept(self, index: int, data: bytes, *, now: float) -> float | None:
         """Take a chunk (:class:`ArtifactError` if the manifest rules it out).
@@ -60,6 +85,26 @@ class Download:
             self._step = step
             return step / PROGRESS_STEPS
         return None
+
+    def verify(self, *, now: float) -> Verified | Refetch | Corrupt:
+        """Check a complete download against the manifest; on a mismatch, fetch again or give up.
+
+        A :class:`Refetch` has already restarted the download (progress, stall
+        clock and deadline); the caller subscribes to the artifact again.
+        """
+        try:
+            self._artifact = self.assembler.finish()
+        except ArtifactError as err:
+            if err.reason != "sha256_mismatch":
+                raise
+            outcome = self._refetches.mismatch(self.assembler.fingerprints(), reason_of(err))
+            if isinstance(outcome, Refetch):
+                self.assembler.restart()
+                self._deadline = now + self._timeout
+                self._last_news = now
+                self._step = 0
+            return outcome
+        return Verified()
 
     def due(self, *, now: float) -> Resume | TimedOut | None:
         """What the passage of time asks for: nothing, a resume, or giving up."""

@@ -17,10 +17,9 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from edgefleet.agent.errors import AgentError
 from edgefleet.agent.storage import Storage
 from edgefleet.agent.update.machine import Refuse, Seen, Signal, Start
-from edgefleet.agent.update.state import Candidate, other_slot
+from edgefleet.agent.update.state import Candidate, other_slot, reason_of
 from edgefleet.shared.admission import Admission, admit
 from edgefleet.shared.agent_config import UpdateSection
 from edgefleet.shared.antirollback import Verdict
@@ -40,11 +39,6 @@ class DeviceFacts:
     profile: str
     max_artifact_bytes: int
     rules: UpdateSection
-
-
-def reason_of(err: AgentError | EdgefleetError) -> str:
-    """``"slug: message"``: the slug for counters and gates, the message for people."""
-    return f"{err.reason}: {err}"
 
 
 class Intake:

@@ -81,6 +81,8 @@ class Seen:
 @dataclass(frozen=True, slots=True)
 class Progress:
     fraction: float
+    reason: str | None = None
+    """Why the download went back (a refetch starts again at 0)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,7 +240,8 @@ def _advance(state: UpdateState, candidate: Candidate, signal: Signal, now: floa
     if isinstance(signal, Progress):
         _expect(state, signal, UpdatePhase.DOWNLOADING)
         fraction = min(max(signal.fraction, 0.0), 1.0)
-        return Step(state, (event_for(candidate, EventKind.DOWNLOADING, now, progress=fraction),))
+        report = event_for(candidate, EventKind.DOWNLOADING, now, signal.reason, fraction)
+        return Step(state, (report,))
     if isinstance(signal, Downloaded):
         _expect(state, signal, UpdatePhase.DOWNLOADING)
         return Step(_enter(state, UpdatePhase.VERIFYING, now), (), (Stage(candidate),))

@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated
 
-from edgefleet.agent.errors import UpdateStateError
+from edgefleet.agent.errors import AgentError, UpdateStateError
 from edgefleet.shared import jsoncodec, schema
-from edgefleet.shared.errors import MessageError
+from edgefleet.shared.errors import EdgefleetError, MessageError
 from edgefleet.shared.messages import (
     Event,
     EventKind,
@@ -49,6 +49,11 @@ def other_slot(slot: Slot | None) -> Slot:
 
 def clip_reason(text: str) -> str:
     return text if len(text) <= REASON_MAX else text[: REASON_MAX - 3] + "..."
+
+
+def reason_of(err: AgentError | EdgefleetError) -> str:
+    """``"slug: message"``: the slug for counters and gates, the message for people."""
+    return f"{err.reason}: {err}"
 
 
 # -- state ---------------------------------------------------------------------

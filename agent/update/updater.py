@@ -7,7 +7,9 @@ persisted, then reported, then acted on (see :mod:`.machine`), and an action
 that fails turns into the next signal rather than an exception. Refusals
 carry the shared error's ``reason`` slug first: ``"bad_signature: ..."``.
 
-What a ``desired`` asks for is decided in :mod:`.intake`.
+What a ``desired`` asks for is decided in :mod:`.intake`; the chunk
+subscriptions and the download's own signals (progress, resume, deadline,
+refetch of an artifact that did not verify) live in :mod:`.fetcher`.
 """
 
 from __future__ import annotations
@@ -16,24 +18,21 @@ import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
 
 from edgefleet.agent.errors import AgentError, StorageError, UpdateStateError
 from edgefleet.agent.inference import InferenceCounters, InferenceService
 from edgefleet.agent.runtime import ModelRunner
 from edgefleet.agent.storage import Storage
-from edgefleet.agent.update.download import Download, Resume, TimedOut
-from edgefleet.agent.update.intake import Intake, reason_of
+from edgefleet.agent.update.fetcher import Fetcher, Subscriptions
+from edgefleet.agent.update.intake import Intake
 from edgefleet.agent.update.machine import (
     Action,
     Activate,
     Discard,
-    Downloaded,
     Fail,
     Fetch,
     Keep,
     Point,
-    Progress,
     RollBack,
     RunSelfTest,
     SelfTestPassed,
@@ -49,7 +48,7 @@ from edgefleet.agent.update.machine import (
 )
 from edgefleet.agent.update.probation import Decision, ModelStats, judge
 from edgefleet.agent.update.recovery import recover
-from edgefleet.agent.update.state import Candidate, UpdateState
+from edgefleet.agent.update.state import Candidate, UpdateState, reason_of
 from edgefleet.shared.errors import EdgefleetError
 from edgefleet.shared.manifest import Manifest
 from edgefleet.shared.messages import (
@@ -60,18 +59,8 @@ from edgefleet.shared.messages import (
     UpdatePhase,
     UpdateProgress,
 )
-from edgefleet.shared.topics import artifact_filter, artifact_topic
 
 log = logging.getLogger(__name__)
-
-STALL_SECONDS = 10.0
-"""No new chunk for this long: ask again for the missing ones."""
-
-
-class Subscriptions(Protocol):
-    def subscribe(self, topic_filter: str) -> None: ...
-    def unsubscribe(self, topic_filter: str) -> None: ...
-
 
 RunnerLoader = Callable[[Path, Manifest], ModelRunner]
 PhaseHook = Callable[[UpdatePhase], None]
@@ -94,16 +83,16 @@ class Updater:
         self._storage = storage
         self._serving = serving
         self._load = load_runner
-        self._subs = subscriptions
         self._emit = emit
         self._intake = intake
         self._rules = intake.facts.rules
         self._clock = clock
-        self._monotonic = monotonic
         self._on_phase = on_phase or (lambda _phase: None)
         self._state = UpdateState()
         self._serving_slot: Slot | None = None
-        self._download: Download | None = None
+        self._fetcher = Fetcher(
+            subscriptions, monotonic=monotonic, timeout=self._rules.download_timeout_seconds
+        )
         self._candidate_runner: ModelRunner | None = None
         self._previous_stats: ModelStats | None = None
         self._stale_runner = False
@@ -183,24 +172,17 @@ class Updater:
             self._drive(signal)
 
     def on_chunk(self, sha256: str, index: int, data: bytes) -> None:
-        download = self._download
-        if download is None or download.sha256 != sha256:
-            return  # a retained chunk of an artifact we no longer want
-        try:
-            fraction = download.accept(index, data, now=self._monotonic())
-        except EdgefleetError as err:
-            self._drive(Fail(reason_of(err)))
-            return
-        if download.assembler.complete:
-            self._drive(Downloaded())
-        elif fraction is not None:
-            self._drive(Progress(fraction))
+        signal = self._fetcher.on_chunk(sha256, index, data)
+        if signal is not None:
+            self._drive(signal)
 
     def tick(self) -> None:
         """Time-driven work: download stalls and deadline, shadow report, probation."""
         phase = self._state.phase
-        if phase is UpdatePhase.DOWNLOADING and self._download is not None:
-            self._download_due(self._download)
+        if phase is UpdatePhase.DOWNLOADING:
+            due = self._fetcher.due()
+            if due is not None:
+                self._drive(due)
         elif self._state.shadowing:
             self._shadow_due()
         elif phase is UpdatePhase.ACTIVE:
@@ -264,7 +246,7 @@ class Updater:
         if isinstance(action, Fetch):
             return self._fetch(action.candidate)
         if isinstance(action, StopFetch):
-            self._stop_fetch()
+            self._fetcher.stop()
         elif isinstance(action, Stage):
             return self._stage(action.candidate)
         elif isinstance(action, RunSelfTest):
@@ -286,39 +268,13 @@ class Updater:
 
     def _fetch(self, candidate: Candidate) -> Signal | None:
         admission = self._intake.admit(candidate.manifest, self._clock())
-        timeout = self._rules.download_timeout_seconds
-        self._download = Download(
-            admission.manifest,
-            now=self._monotonic(),
-            timeout=timeout,
-            stall=min(STALL_SECONDS, timeout / 4),
-        )
-        self._subs.subscribe(artifact_filter(candidate.sha256))
+        self._fetcher.start(admission.manifest)
         return None
 
-    def _stop_fetch(self) -> None:
-        download, self._download = self._download, None
-        if download is None:
-            return
-        self._subs.unsubscribe(artifact_filter(download.sha256))
-        for index in download.asked():
-            self._subs.unsubscribe(artifact_topic(download.sha256, index))
-
-    def _download_due(self, download: Download) -> None:
-        due = download.due(now=self._monotonic())
-        if isinstance(due, TimedOut):
-            self._drive(Fail(due.reason))
-        elif isinstance(due, Resume):
-            log.info("download stalled; asking again for %d chunks", len(due.chunks))
-            for index in due.chunks:
-                self._subs.subscribe(artifact_topic(download.sha256, index))
-
     def _stage(self, candidate: Candidate) -> Signal:
-        download = self._download
-        if download is None:
-            return Fail("download_lost: no assembled artifact to stage")
-        self._stop_fetch()
-        data = download.assembler.finish()
+        data = self._fetcher.stop()
+        if data is None:
+            return Fail("download_lost: no verified artifact to stage")
         admission = self._intake.admit(candidate.manifest, self._clock())
         self._storage.stage(candidate.slot, admission, candidate.manifest, data)
         return Staged()

@@ -23,6 +23,7 @@ from edgefleet.agent.runtime import ModelRunner
 from edgefleet.agent.storage import Storage
 from edgefleet.agent.update.intake import DeviceFacts, Intake
 from edgefleet.agent.update.recovery import recover
+from edgefleet.agent.update.refetch import MAX_REFETCHES
 from edgefleet.agent.update.updater import Updater
 from edgefleet.shared.agent_config import DriftSection, UpdateSection
 from edgefleet.shared.manifest import Manifest, SelfTest, SelfTestVector
@@ -308,13 +309,41 @@ def test_chunk_beyond_the_declared_size_fails_the_update(
     assert running.subs.active == set()
 
 
-def test_bytes_that_do_not_hash_to_the_manifest_fail_verification(
+def flipped(data: bytes) -> bytes:
+    """``data`` with one bit of its last byte flipped, as a bad link might deliver it."""
+    return data[:-1] + bytes([data[-1] ^ 1])
+
+
+def test_bytes_damaged_once_are_fetched_again_and_installed(
     running: Device, int8: tuple[bytes, Manifest]
 ) -> None:
     data, manifest = int8
     running.updater.on_desired(desired(FLEET, 2, deployment(FLEET, manifest)))
-    running.feed(data[:-1] + bytes([data[-1] ^ 1]), sha=manifest.artifact.sha256)
-    running.assert_failed("sha256_mismatch")
+    running.feed(flipped(data), sha=manifest.artifact.sha256)
+    assert running.phase() is UpdatePhase.DOWNLOADING
+    assert running.subs.calls.count(artifact_filter(manifest.artifact.sha256)) == 2
+    running.feed(data)
+    assert running.phase() is UpdatePhase.ACTIVE
+    assert running.serving() == 2
+    refetches = [e for e in running.events if (e.reason or "").startswith("refetch 1 of 3: ")]
+    assert [(e.kind, e.progress) for e in refetches] == [(EventKind.DOWNLOADING, 0.0)]
+    assert "sha256_mismatch: " in (refetches[0].reason or "")
+
+
+def test_bytes_that_never_hash_to_the_manifest_fail_after_the_refetches(
+    running: Device, int8: tuple[bytes, Manifest]
+) -> None:
+    data, manifest = int8
+    sha = manifest.artifact.sha256
+    running.updater.on_desired(desired(FLEET, 2, deployment(FLEET, manifest)))
+    for _ in range(MAX_REFETCHES + 1):
+        running.feed(flipped(data), sha=sha)
+    running.assert_failed("download_corrupt")
+    assert "in 4 fetches; the last two fetches brought identical bytes" in (
+        running.events[-1].reason or ""
+    )
+    assert running.subs.calls.count(artifact_filter(sha)) == MAX_REFETCHES + 1
+    assert running.subs.active == set()
 
 
 def test_missing_chunks_are_asked_for_again_then_the_download_times_out(
