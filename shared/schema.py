@@ -352,15 +352,28 @@ def from_json(cls: type[T], value: Any) -> T:
     return result
 
 
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
 def to_json(obj: Any) -> Any:
-    """Plain JSON values for a schema dataclass (tuples become arrays, enums their values)."""
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+    """Plain JSON values for a schema dataclass (tuples become arrays, enums their values).
+
+    Exact-type checks first and field names cached per class: a telemetry
+    window is mostly arrays of numbers, and a board (or a simulator host with
+    thousands of agents) encodes one every few seconds.
+    """
+    kind = type(obj)
+    if kind in _SCALARS:
+        return obj
+    if kind is tuple or kind is list:
+        return [item if type(item) in _SCALARS else to_json(item) for item in obj]
+    names = _FIELD_NAMES.get(kind)
+    if names is None and dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        names = _FIELD_NAMES[kind] = tuple(f.name for f in dataclasses.fields(obj))
+    if names is not None:
         # Absent and null decode alike; leaving unset optionals out keeps payloads small.
-        return {
-            f.name: to_json(value)
-            for f in dataclasses.fields(obj)
-            if (value := getattr(obj, f.name)) is not None
-        }
+        return {name: to_json(value) for name in names if (value := getattr(obj, name)) is not None}
     if isinstance(obj, Enum):
         return obj.value
     if isinstance(obj, tuple | list):

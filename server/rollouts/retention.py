@@ -36,11 +36,15 @@ def _runs(running: Iterable[Any], model: str, version: int) -> bool:
 
 
 def needed(session: Session) -> dict[str, tuple[int, int]]:
-    """sha256 -> (chunk size, chunk count) of every artifact some device still has to fetch."""
+    """sha256 -> (chunk size, chunk count) of every artifact some device still has to fetch.
+
+    Manifests are read once per needed artifact, not once per device: the
+    rollout tick runs this every few seconds over the whole fleet.
+    """
     rows = session.execute(
         select(
+            Artifact.id,
             Artifact.sha256,
-            Artifact.manifest,
             Device.running,
             DeviceDeployment.model,
             DeviceDeployment.version,
@@ -48,10 +52,17 @@ def needed(session: Session) -> dict[str, tuple[int, int]]:
         .join(DeviceDeployment, DeviceDeployment.artifact_id == Artifact.id)
         .join(Device, Device.id == DeviceDeployment.device_id)
     ).all()
+    wanted: dict[str, int] = {}
+    for artifact_id, sha256, running, model, version in rows:
+        if sha256 not in wanted and not _runs(running or (), model, version):
+            wanted[sha256] = artifact_id
+    if not wanted:
+        return {}
+    manifests = session.execute(
+        select(Artifact.sha256, Artifact.manifest).where(Artifact.id.in_(wanted.values()))
+    ).all()
     found: dict[str, tuple[int, int]] = {}
-    for sha256, manifest, running, model, version in rows:
-        if sha256 in found or _runs(running or (), model, version):
-            continue
+    for sha256, manifest in manifests:
         spec = manifest["signed"]["artifact"]
         found[sha256] = (int(spec["chunk_size"]), int(spec["chunk_count"]))
     return found

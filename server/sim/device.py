@@ -12,8 +12,10 @@ reads.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import queue
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +23,7 @@ from typing import Any
 from edgefleet.agent.agent import Agent, Exit
 from edgefleet.agent.errors import AgentError
 from edgefleet.agent.parts import Parts, build_parts
+from edgefleet.agent.telemetry import SystemMonitor, SystemStats
 from edgefleet.agent.transport import Acked, MqttTransport, Received, TransportEvent
 from edgefleet.server.sim.data import NO_DRIFT, DriftSetting, RowSource
 from edgefleet.server.sim.netloop import NetLoop
@@ -68,6 +71,26 @@ class Faults:
     seen_phases: set[str] = field(default_factory=set)
 
 
+class HostVitals(SystemMonitor):
+    """The host's CPU, memory and temperature, read at most once per ``period``.
+
+    A host's agents share one process, so each would read the same ``/proc``
+    files once per window: at thousands of agents that alone cost a tenth of
+    the host's time. Each simulated device reports its host's vitals.
+    """
+
+    def __init__(self, period: float = 1.0) -> None:
+        super().__init__()
+        self._period = period
+        self._last: tuple[float, SystemStats] | None = None
+
+    def read(self) -> SystemStats:
+        now = time.monotonic()
+        if self._last is None or now - self._last[0] >= self._period:
+            self._last = (now, super().read())
+        return self._last[1]
+
+
 class _Inbox(queue.Queue[TransportEvent]):
     """The agent's inbox, which also lets the host know there is mail, and can garble chunks.
 
@@ -94,6 +117,7 @@ class SimDevice:
         rows: RowSource,
         mail: Callable[[SimDevice], None],
         offset: int,
+        vitals: SystemMonitor,
     ) -> None:
         self.config = config
         self.device_id = config.device.id
@@ -103,6 +127,7 @@ class SimDevice:
         self._rows = rows
         self.mail = mail
         self._offset = offset
+        self._vitals = vitals
         self.counters = DeviceCounters()
         self.faults = Faults()
         self.agent: Agent | None = None
@@ -124,7 +149,8 @@ class SimDevice:
 
     def boot(self) -> None:
         """Power on: open the data directory and start the agent, as ``edgefleet-agent`` does."""
-        parts = build_parts(self.config, profile=self._profile, loop=self._net, inbox=_Inbox(self))
+        built = build_parts(self.config, profile=self._profile, loop=self._net, inbox=_Inbox(self))
+        parts = dataclasses.replace(built, monitor=self._vitals)
         self._parts = parts
         self.agent = Agent(parts, on_phase=self._phase)
         self.agent.start()

@@ -28,7 +28,7 @@ from typing import Any
 
 from edgefleet.agent.transport import MqttTransport
 from edgefleet.server.sim.data import NO_DRIFT, RowSource
-from edgefleet.server.sim.device import CutTrap, SimDevice
+from edgefleet.server.sim.device import CutTrap, HostVitals, SimDevice
 from edgefleet.server.sim.netloop import NetLoop
 from edgefleet.server.sim.orders import (
     Corrupt,
@@ -72,6 +72,7 @@ class Host:
         self._wake = threading.Event()
         rows = RowSource(spec.data, seed=spec.seed)
         profile = parse_profile(spec.profile_toml)
+        vitals = HostVitals()
         self.devices = [
             SimDevice(
                 d.config,
@@ -81,6 +82,7 @@ class Host:
                 rows=rows,
                 mail=self._mail,
                 offset=d.offset,
+                vitals=vitals,
             )
             for d in spec.devices
         ]

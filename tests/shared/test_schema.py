@@ -496,6 +496,14 @@ def test_to_json_passes_plain_values_through() -> None:
     assert to_json(2.5) == 2.5
 
 
+def test_to_json_turns_enums_among_numbers_into_values() -> None:
+    # Color is a str subclass: an exact-type shortcut for plain values must not keep it.
+    encoded = to_json((1, True, None, "x", Color.RED, (2.5, Color.RED)))
+    assert encoded == [1, True, None, "x", "red", [2.5, "red"]]
+    assert [type(v) for v in encoded[:4]] == [int, bool, type(None), str]
+    assert type(encoded[4]) is str
+
+
 # --- require and unsupported declarations -----------------------------------------------
 
 
