@@ -79,10 +79,11 @@ class SeededFleet:
     groups: dict[str, str] = field(default_factory=dict)
     """Site -> group name."""
     configs: dict[str, AgentConfig] = field(default_factory=dict)
-    clients: list[mqtt.Client] = field(default_factory=list)
+    clients: dict[str, mqtt.Client] = field(default_factory=dict)
+    """Plan name -> the device's connected MQTT client."""
 
     def close(self) -> None:
-        for client in self.clients:
+        for client in self.clients.values():
             client.disconnect()
             client.loop_stop()
 
@@ -214,7 +215,7 @@ def seed_fleet(
 def _drive(fleet: SeededFleet, plan: Plan, now: float) -> None:
     device_id = fleet.ids[plan.name]
     mqtt_client = connect(fleet.configs[plan.name])
-    fleet.clients.append(mqtt_client)
+    fleet.clients[plan.name] = mqtt_client
     send(mqtt_client, device_id, Channel.STATE, state(DeviceStatus.ONLINE, plan.version))
     if plan.event is not None:
         reason = None if plan.event is EventKind.HEALTHY else "self-test failed"

@@ -1,0 +1,56 @@
+"""Signing in and out, and sessions that end, in Chromium."""
+
+from __future__ import annotations
+
+import re
+
+from playwright.sync_api import Browser, BrowserContext, expect
+
+from edgefleet.server import tokens
+from edgefleet.server.db.models import Role
+from tests.browser.conftest import LiveServer, SignIn, screenshot
+
+
+def test_bad_token_shows_why_and_a_good_one_opens_the_fleet(
+    live_server: LiveServer, chromium: Browser, contexts: list[BrowserContext]
+) -> None:
+    context = chromium.new_context(base_url=live_server.url)
+    contexts.append(context)
+    page = context.new_page()
+    page.goto("/ui/rollouts")
+    expect(page).to_have_url(re.compile(r"/ui/sign-in\?next=/ui/rollouts$"))
+    page.fill("#token", "eft_wrong")
+    page.click("button[type=submit]")
+    expect(page.locator("#token-error")).to_have_text("unknown token")
+    expect(page.locator("#token")).to_have_attribute("aria-invalid", "true")
+    screenshot(page, "sign-in-refused")
+    page.fill("#token", live_server.tokens[Role.VIEWER])
+    page.click("button[type=submit]")
+    expect(page).to_have_url(re.compile(r"/ui/rollouts$"))
+    expect(page.locator("nav a[aria-current=page]")).to_have_text("Rollouts")
+    page.click("text=Sign out")
+    expect(page).to_have_url(re.compile(r"/ui/sign-in$"))
+    page.goto("/ui/")
+    expect(page).to_have_url(re.compile(r"/ui/sign-in\?next=/ui/$"))
+
+
+def test_revoked_session_goes_to_sign_in_and_back_with_the_form(
+    live_server: LiveServer, sign_in: SignIn
+) -> None:
+    name, secret = live_server.new_token(Role.OPERATOR)
+    page = sign_in(secret=secret)
+    page.select_option("#fleet-filter select[name=state]", "offline")
+    page.check("#fleet-filter input[name=problems_only]")
+    with live_server.services.sessions() as session:
+        tokens.revoke_token(session=session, name=name, actor="test", now=0.0)
+        session.commit()
+    page.click("#fleet-filter button[type=submit]")
+    expect(page).to_have_url(re.compile(r"/ui/sign-in\?next="))
+    page.fill("#token", live_server.tokens[Role.OPERATOR])
+    page.click("button[type=submit]")
+    page.wait_for_selector("body[data-ready=true]")
+    expect(page.locator("#fleet-filter select[name=state]")).to_have_value("offline")
+    expect(page.locator("#fleet-filter input[name=problems_only]")).to_be_checked()
+    page.click("#fleet-filter button[type=submit]")
+    expected = live_server.api("/fleet/devices", state="offline", problems_only=True)
+    expect(page.locator("#devices tbody tr")).to_have_count(expected["total"])
