@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import stat
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -174,6 +175,29 @@ def test_revoking_the_token_ends_its_sessions(server: Server) -> None:
     assert response.status_code == 401
     assert "revoked" in response.json()["detail"]
     assert server.client.get("/ui/", follow_redirects=False).status_code == 303
+
+
+def test_a_session_ends_when_its_token_expires(server: Server) -> None:
+    now = server.services.clock()
+    with server.services.sessions() as session:
+        _, secret = tokens.create_token(
+            session=session,
+            name=unique_id("brief"),
+            role=Role.VIEWER,
+            actor="test",
+            now=now,
+            expires_at=now + 1.0,
+        )
+        session.commit()
+    response = server.client.post("/ui/sign-in", data={"token": secret}, follow_redirects=False)
+    assert "max-age=1" in response.headers["set-cookie"].lower()
+    assert server.client.get("/api/v1/fleet/summary").status_code == 200
+    time.sleep(1.1)
+    server.client.cookies.clear()
+    server.client.cookies.set(COOKIE_NAME, response.cookies[COOKIE_NAME])
+    expired = server.client.get("/api/v1/fleet/summary")
+    assert expired.status_code == 401
+    assert expired.json()["error"] == "session_expired"
 
 
 def test_tampered_cookie_is_refused(server: Server) -> None:
