@@ -216,11 +216,12 @@ class Demo:
         self._show_telemetry()
         p.step(f"drift: {GROUP_B}'s temperature now reads {DRIFT.sigma:g} sigma warm")
         drift_at = time.monotonic()
+        drift_since = time.time()
         self._sim.order(DriftOn(tuple(site_b), DRIFT, None))
         self._wait_drift(site_b)
         self.report["seconds_to_detect"] = round(time.monotonic() - drift_at, 1)
         p.step("retrain: the policy triggers; labelling edge samples (the operator's part)")
-        run = self._retrain(site_a, site_b)
+        run = self._retrain(site_b, drift_since)
         p.step(f"rollout 2: v{run['challenger_version']} to {GROUP_B}, staged by the policy")
         self._finish(run, site_a, site_b, champion)
         self.report["seconds_total"] = round(self.progress.elapsed(), 1)
@@ -510,13 +511,16 @@ class Demo:
                 truth[row[0].astype("<f4").tobytes()] = labels[int(label)]
         return truth
 
-    def _retrain(self, site_a: list[str], site_b: list[str]) -> dict[str, Any]:
+    def _retrain(self, site_b: list[str], drift_since: float) -> dict[str, Any]:
+        """Label what site B's devices sent since the drift began, as an operator would:
+        the challenger is judged on the newest labelled rows, and rows from before the
+        shift would judge it on what the champion already handles."""
         run = self._wait("a retraining run", self._current_run, 120)
         self.progress.note(f"run {run['id']}: triggered by {run['trigger'].get('reason')}")
         truth = self._truth()
         labelled = 0
         while (run := self._current_run()) is not None and run["state"] == "waiting_for_labels":
-            labelled += self._label(truth)
+            labelled += sum(self._label(truth, device, drift_since) for device in site_b)
             if time.monotonic() > self._deadline:
                 raise DemoError("the retraining run waited for labels past the time limit")
             time.sleep(1.0)
@@ -546,10 +550,9 @@ class Demo:
         items = runs["items"] if isinstance(runs, dict) else runs
         return max(items, key=lambda r: r["id"]) if items else None
 
-    def _label(self, truth: dict[bytes, str]) -> int:
-        response = self._api.download(
-            "/samples/export", params={"model": MODEL, "labelled": "false", "format": "npz"}
-        )
+    def _label(self, truth: dict[bytes, str], device: str, since: float) -> int:
+        params = {"model": MODEL, "device": device, "labelled": "false", "format": "npz"}
+        response = self._api.download("/samples/export", params={**params, "since": str(since)})
         with np.load(io.BytesIO(response.content)) as archive:
             x, ids = archive["x"], archive["ids"]
         labels = []
