@@ -42,6 +42,7 @@ from tests.server.api.fleet_seed import SeededFleet, seed_fleet
 SHOTS = REPO / "test-output" / "browser"
 START_SECONDS = 30.0
 SignIn = Callable[..., Page]
+NewContext = Callable[..., BrowserContext]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -151,15 +152,31 @@ def chromium() -> Iterator[Browser]:
 
 
 @pytest.fixture
-def contexts(chromium: Browser) -> Iterator[list[BrowserContext]]:
+def new_context(live_server: LiveServer, chromium: Browser) -> Iterator[NewContext]:
+    """``new_context(viewport=...)``: a fresh browser profile on the live server, closed
+    after the test; an uncaught script error on any of its pages fails the test."""
     opened: list[BrowserContext] = []
-    yield opened
+    script_errors: list[str] = []
+
+    def record(page: Page) -> None:
+        page.on("pageerror", lambda error: script_errors.append(str(error)))
+
+    def open_context(viewport: ViewportSize | None = None) -> BrowserContext:
+        context = chromium.new_context(
+            base_url=live_server.url, viewport=viewport or {"width": 1366, "height": 900}
+        )
+        context.on("page", record)
+        opened.append(context)
+        return context
+
+    yield open_context
     for context in opened:
         context.close()
+    assert script_errors == []
 
 
 @pytest.fixture
-def sign_in(live_server: LiveServer, chromium: Browser, contexts: list[BrowserContext]) -> SignIn:
+def sign_in(live_server: LiveServer, new_context: NewContext) -> SignIn:
     """``sign_in(role)`` or ``sign_in(secret=...)``: a page signed in on the Fleet page."""
 
     def open_page(
@@ -168,11 +185,7 @@ def sign_in(live_server: LiveServer, chromium: Browser, contexts: list[BrowserCo
         secret: str | None = None,
         viewport: ViewportSize | None = None,
     ) -> Page:
-        context = chromium.new_context(
-            base_url=live_server.url, viewport=viewport or {"width": 1366, "height": 900}
-        )
-        contexts.append(context)
-        page = context.new_page()
+        page = new_context(viewport).new_page()
         page.goto("/ui/")
         page.fill("#token", secret or live_server.tokens[role])
         page.click("button[type=submit]")

@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import re
 
-from playwright.sync_api import Browser, BrowserContext, expect
+from playwright.sync_api import expect
 
 from edgefleet.server import tokens
 from edgefleet.server.db.models import Role
-from tests.browser.conftest import LiveServer, SignIn, screenshot
+from tests.browser.conftest import LiveServer, NewContext, SignIn, screenshot
 
 
 def test_bad_token_shows_why_and_a_good_one_opens_the_fleet(
-    live_server: LiveServer, chromium: Browser, contexts: list[BrowserContext]
+    live_server: LiveServer, new_context: NewContext
 ) -> None:
-    context = chromium.new_context(base_url=live_server.url)
-    contexts.append(context)
-    page = context.new_page()
+    page = new_context().new_page()
     page.goto("/ui/rollouts")
     expect(page).to_have_url(re.compile(r"/ui/sign-in\?next=/ui/rollouts$"))
     page.fill("#token", "eft_wrong")
