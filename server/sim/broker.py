@@ -28,6 +28,16 @@ def mosquitto_executable() -> str:
     return found
 
 
+def terminate(process: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+    """SIGTERM (Mosquitto then saves its persistence file), SIGKILL if it hangs."""
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 class LocalBroker:
     def __init__(self, files: BrokerFiles, *, host: str, port: int, log_path: Path) -> None:
         self._files = files
@@ -66,12 +76,7 @@ class LocalBroker:
     def stop(self) -> None:
         process, self._process = self._process, None
         if process is not None:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            terminate(process)
         if self._log is not None:
             self._log.close()
             self._log = None

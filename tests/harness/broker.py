@@ -31,6 +31,7 @@ from edgefleet.server.broker_accounts import BrokerAccounts
 from edgefleet.server.dynsec import ADMIN_USER, SERVER_USER, hash_password, initial_config
 from edgefleet.server.mosquitto import find_dynsec_plugin, render_config
 from edgefleet.server.mqtt import MqttTransport
+from edgefleet.server.sim.broker import mosquitto_executable, terminate
 from tests.harness._system import Service, ServiceAccount, free_loopback_port, write_private
 
 HOST = "127.0.0.1"
@@ -215,12 +216,7 @@ class MosquittoBroker(Service):
             self._dir = None
 
     def _launch(self) -> None:
-        executable = shutil.which("mosquitto") or shutil.which("mosquitto", path="/usr/sbin")
-        if executable is None:
-            raise BrokerError(
-                "mosquitto is not installed: apt-get install mosquitto mosquitto-clients "
-                "(or brew install mosquitto)"
-            )
+        executable = mosquitto_executable()
         with self.log_path.open("ab") as log:
             # The child keeps its own copy of the descriptor; ours can close now.
             self._process = subprocess.Popen(
@@ -240,12 +236,7 @@ class MosquittoBroker(Service):
     def _terminate(self) -> None:
         process, self._process = self._process, None
         if process is not None:
-            process.terminate()
-            try:
-                process.wait(timeout=TIMEOUT)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            terminate(process, TIMEOUT)
 
     def _connect_admin(self) -> MqttTransport:
         self._admin = MqttTransport(
