@@ -142,7 +142,7 @@ def sign_in(
     next: Annotated[str, Form(max_length=2000)] = HOME,
 ) -> Response:
     target = safe_next(next)
-    if not same_origin(request.headers.get("origin"), str(request.base_url)):
+    if not same_origin(request.headers.get("origin"), request.headers.get("host")):
         return _render(
             request,
             "sign_in.html",

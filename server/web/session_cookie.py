@@ -106,8 +106,13 @@ def safe_next(value: str | None) -> str:
     return value
 
 
-def same_origin(origin: str | None, host_url: str) -> bool:
-    """A form post from another site (login CSRF) carries a foreign ``Origin``; none is fine."""
+def same_origin(origin: str | None, host: str | None) -> bool:
+    """A form posted from another site (login CSRF) carries a foreign ``Origin``.
+
+    Compared with the ``Host`` header, not the scheme: behind a TLS-terminating
+    proxy the server sees http while the browser says https. No ``Origin``
+    (an old browser, a script) is let through; SameSite=Strict still holds.
+    """
     if origin is None:
         return True
-    return origin.rstrip("/") == host_url.rstrip("/")
+    return host is not None and urlsplit(origin).netloc == host

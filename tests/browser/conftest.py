@@ -177,15 +177,19 @@ def new_context(live_server: LiveServer, chromium: Browser) -> Iterator[NewConte
 
 @pytest.fixture
 def sign_in(live_server: LiveServer, new_context: NewContext) -> SignIn:
-    """``sign_in(role)`` or ``sign_in(secret=...)``: a page signed in on the Fleet page."""
+    """``sign_in(role)`` or ``sign_in(secret=...)``: a page signed in on the Fleet page;
+    ``live=False`` cuts its live-update stream, so only the page's own calls see the API."""
 
     def open_page(
         role: Role = Role.OPERATOR,
         *,
         secret: str | None = None,
         viewport: ViewportSize | None = None,
+        live: bool = True,
     ) -> Page:
         page = new_context(viewport).new_page()
+        if not live:
+            page.route("**/api/v1/events/stream", lambda route: route.abort())
         page.goto("/ui/")
         page.fill("#token", secret or live_server.tokens[role])
         page.click("button[type=submit]")

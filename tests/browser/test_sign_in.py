@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from playwright.sync_api import expect
+from playwright.sync_api import Page, expect
 
 from edgefleet.server import tokens
 from edgefleet.server.db.models import Role
@@ -32,21 +32,50 @@ def test_bad_token_shows_why_and_a_good_one_opens_the_fleet(
     expect(page).to_have_url(re.compile(r"/ui/sign-in\?next=/ui/$"))
 
 
-def test_revoked_session_goes_to_sign_in_and_back_with_the_form(
+def revoke(live_server: LiveServer, name: str) -> None:
+    with live_server.services.sessions() as session:
+        tokens.revoke_token(session=session, name=name, actor="test", now=0.0)
+        session.commit()
+
+
+def sign_in_again(live_server: LiveServer, page: Page) -> None:
+    expect(page).to_have_url(re.compile(r"/ui/sign-in\?next=%2Fui%2F"))
+    page.fill("#token", live_server.tokens[Role.OPERATOR])
+    page.click("button[type=submit]")
+    page.wait_for_selector("body[data-ready=true]")
+
+
+def test_a_form_submitted_after_revocation_survives_the_sign_in(
+    live_server: LiveServer, sign_in: SignIn
+) -> None:
+    name, secret = live_server.new_token(Role.OPERATOR)
+    page = sign_in(secret=secret, live=False)
+    group = f"{live_server.fleet.prefix}-kept"
+    page.fill("#group-name", group)
+    page.fill("#group-description", "made after signing in again")
+    revoke(live_server, name)
+    page.click("#save-group button[type=submit]")
+    sign_in_again(live_server, page)
+    expect(page.locator("#group-name")).to_have_value(group)
+    expect(page.locator("#group-description")).to_have_value("made after signing in again")
+    # Restored, not resent: a change waits for the operator to press the button again.
+    assert (
+        live_server.http.get(f"/api/v1/groups/{group}", headers=live_server.headers()).status_code
+        == 404
+    )
+    page.click("#save-group button[type=submit]")
+    expect(page.locator("#save-group .form-status")).to_contain_text(f"Group {group} saved")
+
+
+def test_the_live_stream_notices_an_ended_session_and_keeps_the_filter(
     live_server: LiveServer, sign_in: SignIn
 ) -> None:
     name, secret = live_server.new_token(Role.OPERATOR)
     page = sign_in(secret=secret)
     page.select_option("#fleet-filter select[name=state]", "offline")
     page.check("#fleet-filter input[name=problems_only]")
-    with live_server.services.sessions() as session:
-        tokens.revoke_token(session=session, name=name, actor="test", now=0.0)
-        session.commit()
-    page.click("#fleet-filter button[type=submit]")
-    expect(page).to_have_url(re.compile(r"/ui/sign-in\?next="))
-    page.fill("#token", live_server.tokens[Role.OPERATOR])
-    page.click("button[type=submit]")
-    page.wait_for_selector("body[data-ready=true]")
+    revoke(live_server, name)
+    sign_in_again(live_server, page)
     expect(page.locator("#fleet-filter select[name=state]")).to_have_value("offline")
     expect(page.locator("#fleet-filter input[name=problems_only]")).to_be_checked()
     page.click("#fleet-filter button[type=submit]")

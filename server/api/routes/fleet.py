@@ -11,8 +11,13 @@ from edgefleet.server.api.deps import ServicesDep, SessionDep, Viewer
 from edgefleet.server.api.schemas import Page
 from edgefleet.server.fleet import overview
 from edgefleet.server.fleet.buckets import MAX_POINTS
-from edgefleet.server.fleet.overview import Facets, FleetDevice, FleetSummary, PresenceSeries
-from edgefleet.server.fleet.overview import VersionCount as VersionCountPublic
+from edgefleet.server.fleet.overview import (
+    Facets,
+    FleetDevice,
+    FleetSummary,
+    PresenceSeries,
+    VersionCount,
+)
 from edgefleet.server.states import DeviceState
 
 router = APIRouter(prefix="/fleet", tags=["fleet"])
@@ -27,8 +32,8 @@ def fleet_summary(session: SessionDep, _: Viewer) -> FleetSummary:
     return overview.summary(session)
 
 
-@router.get("/versions", response_model=list[VersionCountPublic])
-def fleet_versions(session: SessionDep, _: Viewer) -> list[VersionCountPublic]:
+@router.get("/versions", response_model=list[VersionCount])
+def fleet_versions(session: SessionDep, _: Viewer) -> list[VersionCount]:
     """Devices per model version they report running (active slot), revoked devices aside."""
     return overview.versions(session)
 

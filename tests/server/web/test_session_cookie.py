@@ -90,7 +90,9 @@ def test_next_stays_on_the_dashboard(target: str | None, expected: str) -> None:
     assert safe_next(target) == expected
 
 
-def test_same_origin_accepts_no_origin_and_our_own() -> None:
-    assert same_origin(None, "http://h:8080/")
-    assert same_origin("http://h:8080", "http://h:8080/")
-    assert not same_origin("http://evil:8080", "http://h:8080/")
+def test_same_origin_accepts_no_origin_and_our_own_host_over_either_scheme() -> None:
+    assert same_origin(None, "h:8080")
+    assert same_origin("http://h:8080", "h:8080")
+    assert same_origin("https://h:8080", "h:8080")
+    assert not same_origin("http://evil:8080", "h:8080")
+    assert not same_origin("http://h:8080", None)

@@ -1,5 +1,5 @@
 // The dashboard's one way to the REST API: same-origin cookie, CSRF header on changes,
-// a 401 sends the browser to sign-in (saving the form being submitted).
+// a 401 sends the browser to sign-in (saving the page's forms).
 import { csrfToken, toSignIn } from "./session.js";
 
 const UNSAFE = new Set(["POST", "PUT", "PATCH", "DELETE"]);
@@ -22,8 +22,7 @@ export function query(params) {
   return text ? `?${text}` : "";
 }
 
-// `form`: the form this call submits, kept across a sign-in if the session has ended.
-export async function api(method, path, { body, form } = {}) {
+export async function api(method, path, { body } = {}) {
   const headers = { Accept: "application/json" };
   if (UNSAFE.has(method)) headers["X-CSRF-Token"] = csrfToken;
   if (body !== undefined) headers["Content-Type"] = "application/json";
@@ -34,7 +33,7 @@ export async function api(method, path, { body, form } = {}) {
     body: body === undefined ? undefined : JSON.stringify(body),
   });
   if (response.status === 401) {
-    toSignIn(form);
+    toSignIn();
     throw new ApiError(401, "unauthenticated", "session ended; signing in again");
   }
   const payload = response.status === 204 ? null : await response.json().catch(() => null);

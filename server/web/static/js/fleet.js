@@ -2,7 +2,7 @@
 import { ApiError, api, query } from "./api.js";
 import { lineChart } from "./chart.js";
 import { clearErrors, formValues, restoreForm, showErrors } from "./forms.js";
-import { onChange } from "./live.js";
+import { onChange, showStatus } from "./live.js";
 
 const PAGE_SIZE = 50;
 const STATES = ["online", "offline", "provisioned", "revoked"];
@@ -41,7 +41,7 @@ function coalesced(load) {
         try {
           await load();
         } catch (error) {
-          if (!(error instanceof ApiError) || error.status !== 401) console.error(error);
+          if (!(error instanceof ApiError) || error.status !== 401) showStatus(`Could not refresh: ${error.message}`);
         }
       } while (again);
       running = null;
@@ -102,9 +102,7 @@ function badges(td, problems) {
 }
 
 const loadDevices = coalesced(async () => {
-  const page = await api("GET", `/fleet/devices${query({ ...filter, limit: PAGE_SIZE, offset })}`, {
-    form: filterForm,
-  });
+  const page = await api("GET", `/fleet/devices${query({ ...filter, limit: PAGE_SIZE, offset })}`);
   const body = document.querySelector("#devices tbody");
   body.replaceChildren();
   for (const device of page.items) {
@@ -163,7 +161,6 @@ async function saveGroup(event) {
   try {
     const members = await allMatching();
     const group = await api("POST", "/groups", {
-      form: groupForm,
       body: { name: values.name ?? "", description: values.description ?? "", kind: "static", members },
     });
     status.textContent = `Group ${group.name} saved with ${group.members.length} devices.`;

@@ -4,8 +4,9 @@ import { api } from "./api.js";
 
 const handlers = new Map();
 let source = null;
+let connectedBefore = false;
 
-function status(text) {
+export function showStatus(text) {
   const region = document.getElementById("live-status");
   if (region && region.textContent !== text) region.textContent = text;
 }
@@ -27,7 +28,12 @@ async function checkSession() {
 
 function connect() {
   source = new EventSource("/api/v1/events/stream");
-  source.addEventListener("hello", () => status("Live: updates appear as they happen."));
+  source.addEventListener("hello", (event) => {
+    showStatus("Live: updates appear as they happen.");
+    // A reconnect may have missed a change: refresh everything once.
+    if (connectedBefore) dispatch(JSON.parse(event.data).topics);
+    connectedBefore = true;
+  });
   source.addEventListener("change", (event) => {
     const { topics } = JSON.parse(event.data);
     dispatch(topics);
@@ -38,7 +44,7 @@ function connect() {
   });
   source.addEventListener("error", () => {
     if (source.readyState !== EventSource.CLOSED) return;
-    status("Live updates stopped; reload the page.");
+    showStatus("Live updates stopped; reload the page.");
     checkSession();
   });
 }

@@ -10,9 +10,11 @@ function meta(name) {
 export const csrfToken = meta("csrf-token");
 export const role = meta("role");
 
-// Sends the browser to sign-in with next= this page; `form` is kept in sessionStorage first.
-export function toSignIn(form) {
-  if (form) saveForm(form);
+// Sends the browser to sign-in with next= this page. Every form on the page is kept in
+// sessionStorage first: the one being submitted, and any the operator was filling in
+// when the live stream found the session over.
+export function toSignIn() {
+  for (const form of document.querySelectorAll("form[id]")) saveForm(form);
   const here = window.location.pathname + window.location.search;
   window.location.assign(`/ui/sign-in?next=${encodeURIComponent(here)}`);
 }
