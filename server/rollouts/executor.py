@@ -248,11 +248,20 @@ def _apply_events(session: Session, rollout: Rollout, now: float) -> None:
             .order_by(DeviceEvent.id)
             .limit(EVENT_BATCH)
         ).all()
+        wanted = {e.device_id for e in events if e.version == rollout.version}
+        devices = {
+            d.device_id: d
+            for d in session.scalars(
+                select(RolloutDevice).where(
+                    RolloutDevice.rollout_id == rollout.id, RolloutDevice.device_id.in_(wanted)
+                )
+            )
+        }
         for event in events:
             rollout.event_cursor = event.id
             if event.version != rollout.version:
                 continue  # a rollback's own version, or a stale deployment
-            device = session.get(RolloutDevice, (rollout.id, event.device_id))
+            device = devices.get(event.device_id)
             if device is None:
                 continue
             state = device_state_after(DeviceRolloutState(device.state), event.kind)
@@ -261,6 +270,9 @@ def _apply_events(session: Session, rollout: Rollout, now: float) -> None:
                 device.updated_at = now
                 if event.reason:
                     device.reason = event.reason[:500]
+        # Each batch with its cursor: one transaction across every event of a wave of
+        # thousands held SQLite's write lock past the ingest's busy timeout.
+        session.commit()
         if len(events) < EVENT_BATCH:
             return
 
