@@ -95,6 +95,9 @@ def _usable(token: ApiToken, now: float) -> Principal:
     return Principal(name=token.name, role=Role(token.role))
 
 
+USED_RESOLUTION_SECONDS = 60.0
+
+
 def authenticate_token(*, session: Session, secret: str | None, now: float) -> ApiToken:
     """The live token behind ``secret`` (marked used): what a dashboard session is made from."""
     if not secret:
@@ -103,7 +106,7 @@ def authenticate_token(*, session: Session, secret: str | None, now: float) -> A
     if token is None:
         raise AuthenticationError("unknown token")
     _usable(token, now)
-    token.last_used_at = now
+    _mark_used(token, now)
     return token
 
 
@@ -118,8 +121,16 @@ def authenticate_session(*, session: Session, token_id: int, name: str, now: flo
     if token is None or token.name != name:
         raise AuthenticationError(f"the session's token {name!r} no longer exists")
     principal = _usable(token, now)
-    token.last_used_at = now
+    _mark_used(token, now)
     return principal
+
+
+def _mark_used(token: ApiToken, now: float) -> None:
+    """At most one write a minute per token: a read-only call (or a dashboard's live
+    stream, re-checked every poll) that wrote the token row each time took SQLite's
+    write lock, and failed while ingest or a rollout tick held it."""
+    if token.last_used_at is None or now - token.last_used_at >= USED_RESOLUTION_SECONDS:
+        token.last_used_at = now
 
 
 def revoke_token(*, session: Session, name: str, actor: str, now: float) -> tuple[ApiToken, bool]:
