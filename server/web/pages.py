@@ -19,6 +19,7 @@ from edgefleet.server import tokens
 from edgefleet.server.api.deps import ServicesDep, SessionDep
 from edgefleet.server.db.models import Role
 from edgefleet.server.errors import AuthenticationError, PermissionDeniedError
+from edgefleet.server.fleet.buckets import choose_step
 from edgefleet.server.tokens import Principal
 from edgefleet.server.web import sessions as web_sessions
 from edgefleet.server.web.session_cookie import (
@@ -44,6 +45,8 @@ NAV = (
     ("audit", "Audit", "/ui/audit"),
 )
 PLANNED = {key: title for key, title, _ in NAV if key != "fleet"}
+CHART_POINTS = 180
+CHART_RANGES = ((3_600, "1 hour"), (21_600, "6 hours"), (86_400, "24 hours"), (604_800, "7 days"))
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
         "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -126,6 +129,26 @@ def fleet_page(request: Request, services: ServicesDep, session: SessionDep) -> 
     if principal is None:
         return _to_sign_in(request)
     return _page(request, principal, "fleet", "fleet.html", title="Fleet")
+
+
+@router.get("/devices/{device_id}", response_class=HTMLResponse)
+def device_page(
+    device_id: str, request: Request, services: ServicesDep, session: SessionDep
+) -> Response:
+    """The range choices carry their bucket width, so the server downsamples each chart."""
+    principal = _signed_in(request, services, session)
+    if principal is None:
+        return _to_sign_in(request)
+    ranges = [(span, label, choose_step(0, span, CHART_POINTS)) for span, label in CHART_RANGES]
+    return _page(
+        request,
+        principal,
+        "devices",
+        "device.html",
+        title=device_id,
+        device_id=device_id,
+        ranges=ranges,
+    )
 
 
 @router.get("/sign-in", response_class=HTMLResponse)

@@ -59,6 +59,11 @@ export function lineChart(figure, { series, since, until, label }) {
     if (s.points.length) {
       const d = s.points.map(([t, v], i) => `${i ? "L" : "M"}${x(t).toFixed(1)},${y(v).toFixed(1)}`).join("");
       svg.append(el("path", { d, class: `series series-${index}`, "data-series": s.name }));
+      // A lone point draws no line; a dot shows it is there.
+      if (s.points.length === 1) {
+        const [[t, v]] = s.points;
+        svg.append(el("circle", { cx: x(t), cy: y(v), r: 3, class: `swatch-${index}` }));
+      }
     }
     const lx = PAD.left + index * 190;
     legend.append(el("rect", { x: lx, y: 8, width: 12, height: 12, class: `swatch-${index}` }));

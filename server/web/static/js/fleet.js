@@ -111,7 +111,10 @@ const loadDevices = coalesced(async () => {
     if (device.problems.length) row.classList.add("has-problem");
     const th = document.createElement("th");
     th.scope = "row";
-    th.textContent = device.id;
+    const link = document.createElement("a");
+    link.href = `/ui/devices/${encodeURIComponent(device.id)}`;
+    link.textContent = device.id;
+    th.append(link);
     row.append(th);
     cell(row, device.state, `state-${device.state}`);
     badges(row.insertCell(), device.problems);
