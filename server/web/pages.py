@@ -45,6 +45,8 @@ NAV = (
     ("audit", "Audit", "/ui/audit"),
 )
 PLANNED = {key: title for key, title, _ in NAV if key != "fleet"}
+BUILT = {"rollouts": "rollouts.html", "audit": "audit.html"}
+"""Pages of the nav that have their own template; the rest show ``planned.html``."""
 CHART_POINTS = 180
 CHART_RANGES = ((3_600, "1 hour"), (21_600, "6 hours"), (86_400, "24 hours"), (604_800, "7 days"))
 SECURITY_HEADERS = {
@@ -221,4 +223,4 @@ def planned_page(
     principal = _signed_in(request, services, session)
     if principal is None:
         return _to_sign_in(request)
-    return _page(request, principal, page, "planned.html", title=PLANNED[page])
+    return _page(request, principal, page, BUILT.get(page, "planned.html"), title=PLANNED[page])
