@@ -36,13 +36,15 @@ def test_discover_finds_the_benches_in_the_repository() -> None:
 
 
 def test_stop_interrupts_the_whole_session_first(tmp_path: Path) -> None:
-    """SIGINT reaches a grandchild too, so a bench's broker or cluster is cleaned up."""
+    """SIGINT reaches a grandchild too, so a bench's broker or cluster is cleaned up.
+
+    'ready' is printed inside the try: a SIGINT right after it must land in the handler."""
     marker = tmp_path / "interrupted"
     code = (
         "import subprocess, sys, time\n"
         "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
-        "print('ready', flush=True)\n"
         "try:\n"
+        "    print('ready', flush=True)\n"
         "    time.sleep(60)\n"
         "except KeyboardInterrupt:\n"
         f"    open({str(marker)!r}, 'w').close()\n"
