@@ -51,16 +51,17 @@ def test_stop_interrupts_the_whole_session_first(tmp_path: Path) -> None:
         "    child.wait(5)\n"
         "    sys.exit(3)\n"
     )
-    process = subprocess.Popen(
+    # The with closes the pipe even when an assertion fails: a pipe left for the garbage
+    # collector raises its ResourceWarning in whichever later test it happens to run.
+    with subprocess.Popen(
         [sys.executable, "-c", code], start_new_session=True, stdout=subprocess.PIPE, text=True
-    )
-    assert process.stdout is not None
-    assert process.stdout.readline() == "ready\n"
-    started = time.monotonic()
-    assert stop(process) == 3
+    ) as process:
+        assert process.stdout is not None
+        assert process.stdout.readline() == "ready\n"
+        started = time.monotonic()
+        assert stop(process) == 3
     assert marker.exists()
     assert time.monotonic() - started < 10
-    process.stdout.close()
 
 
 def test_record_keeps_the_latest_run_of_each_bench(tmp_path: Path) -> None:
