@@ -1,7 +1,7 @@
 // The Audit page: /api/v1/audit with its filters, a page at a time. The API gives no total,
 // so one record more than a page is asked for to know whether a next page exists.
 import { ApiError, api, query } from "./api.js";
-import { formValues } from "./forms.js";
+import { filterValues } from "./forms.js";
 import { onChange, showStatus } from "./live.js";
 import { cell, when } from "./table.js";
 
@@ -56,11 +56,8 @@ function refresh() {
 }
 
 function applyFilter() {
-  filter = formValues(filterForm);
+  filter = filterValues(filterForm);
   offset = 0;
-  const url = new URL(window.location.href);
-  url.search = query(filter);
-  window.history.replaceState(null, "", url);
   return refresh();
 }
 

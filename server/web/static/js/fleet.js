@@ -1,7 +1,7 @@
 // The Fleet page: counts, presence chart, versions and the device list, all from the API.
 import { ApiError, api, query } from "./api.js";
 import { lineChart } from "./chart.js";
-import { clearErrors, formValues, restoreForm, showErrors } from "./forms.js";
+import { clearErrors, filterValues, formValues, restoreForm, showErrors } from "./forms.js";
 import { onChange, showStatus } from "./live.js";
 
 const PAGE_SIZE = 50;
@@ -139,11 +139,8 @@ async function loadFacets() {
 }
 
 function applyFilter() {
-  filter = formValues(filterForm);
+  filter = filterValues(filterForm);
   offset = 0;
-  const url = new URL(window.location.href);
-  url.search = query(filter);
-  window.history.replaceState(null, "", url);
   return loadDevices();
 }
 

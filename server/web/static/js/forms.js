@@ -1,5 +1,7 @@
 // Forms survive an expired session: saved before going to sign-in, restored on return.
 // Reasons the server gives for bad input are shown beside the field they name.
+import { query } from "./api.js";
+
 const KEY = "edgefleet:saved-forms";
 
 function savedForms() {
@@ -40,6 +42,15 @@ export function restoreForm(form) {
     else element.value = value;
   }
   return true;
+}
+
+/** A filter form's values, also written to the address bar so a reload or a shared link keeps them. */
+export function filterValues(form) {
+  const values = formValues(form);
+  const url = new URL(window.location.href);
+  url.search = query(values);
+  window.history.replaceState(null, "", url);
+  return values;
 }
 
 export function formValues(form) {
