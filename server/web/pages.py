@@ -33,8 +33,9 @@ from edgefleet.server.web.session_cookie import (
     sign_session,
 )
 
+TEMPLATE_DIR = Path(__file__).parent / "templates"
 router = APIRouter(prefix="/ui", include_in_schema=False)
-templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
+templates = Jinja2Templates(directory=TEMPLATE_DIR)
 
 NAV = (
     ("fleet", "Fleet", HOME),
@@ -45,8 +46,6 @@ NAV = (
     ("audit", "Audit", "/ui/audit"),
 )
 PLANNED = {key: title for key, title, _ in NAV if key != "fleet"}
-BUILT = {"rollouts": "rollouts.html", "audit": "audit.html"}
-"""Pages of the nav that have their own template; the rest show ``planned.html``."""
 CHART_POINTS = 180
 CHART_RANGES = ((3_600, "1 hour"), (21_600, "6 hours"), (86_400, "24 hours"), (604_800, "7 days"))
 SECURITY_HEADERS = {
@@ -213,6 +212,12 @@ def sign_out(request: Request, csrf: Annotated[str, Form(max_length=200)] = "") 
     return response
 
 
+def _template(page: str) -> str:
+    """A nav page gets its own template once one is written (``page`` is a nav key)."""
+    own = f"{page}.html"
+    return own if (TEMPLATE_DIR / own).is_file() else "planned.html"
+
+
 @router.get("/{page}", response_class=HTMLResponse)
 def planned_page(
     page: str, request: Request, services: ServicesDep, session: SessionDep
@@ -223,4 +228,4 @@ def planned_page(
     principal = _signed_in(request, services, session)
     if principal is None:
         return _to_sign_in(request)
-    return _page(request, principal, page, BUILT.get(page, "planned.html"), title=PLANNED[page])
+    return _page(request, principal, page, _template(page), title=PLANNED[page])
