@@ -140,7 +140,6 @@ def device_page(
     principal = _signed_in(request, services, session)
     if principal is None:
         return _to_sign_in(request)
-    ranges = [(span, label, choose_step(0, span, CHART_POINTS)) for span, label in CHART_RANGES]
     return _page(
         request,
         principal,
@@ -148,8 +147,21 @@ def device_page(
         "device.html",
         title=device_id,
         device_id=device_id,
-        ranges=ranges,
+        ranges=_chart_ranges(),
     )
+
+
+def _chart_ranges() -> list[tuple[int, str, float]]:
+    return [(span, label, choose_step(0, span, CHART_POINTS)) for span, label in CHART_RANGES]
+
+
+@router.get("/drift", response_class=HTMLResponse)
+def drift_page(request: Request, services: ServicesDep, session: SessionDep) -> Response:
+    """Its chart's range choices carry their bucket width, as the device page's do."""
+    principal = _signed_in(request, services, session)
+    if principal is None:
+        return _to_sign_in(request)
+    return _page(request, principal, "drift", "drift.html", title="Drift", ranges=_chart_ranges())
 
 
 @router.get("/sign-in", response_class=HTMLResponse)
