@@ -39,6 +39,7 @@ from edgefleet.server.broker_accounts import BrokerAccounts
 from edgefleet.server.db import migrate
 from edgefleet.server.db.engine import make_engine, make_sessionmaker
 from edgefleet.server.errors import ConfigError
+from edgefleet.server.fleet import presence_rollup
 from edgefleet.server.ingest.service import IngestService
 from edgefleet.server.metrics import Metrics
 from edgefleet.server.mqtt import MqttTransport, TlsSettings
@@ -112,6 +113,11 @@ def _started(transport: MqttTransport, what: str) -> MqttTransport:
     if not transport.wait_connected(BROKER_WAIT_SECONDS):
         logger.warning("%s: broker not reachable yet; retrying in the background", what)
     return transport
+
+
+def _roll_up_presence(services: Services) -> None:
+    with services.sessions() as session:
+        presence_rollup.roll_up(session, services.clock())
 
 
 def _refresh_gauges(services: Services, metrics: Metrics) -> None:
@@ -220,6 +226,15 @@ def create_app(settings: Settings, *, clock: Clock = time.time) -> FastAPI:
                 seconds=15,
                 args=(services, metrics),
                 id="device-gauges",
+                coalesce=True,
+                max_instances=1,
+            )
+            scheduler.add_job(
+                _roll_up_presence,
+                "interval",
+                seconds=30,
+                args=(services,),
+                id="presence-rollup",
                 coalesce=True,
                 max_instances=1,
             )

@@ -599,3 +599,32 @@ class RetrainingRun(Base):
     created_at: Mapped[float] = mapped_column(Float)
     updated_at: Mapped[float] = mapped_column(Float)
     finished_at: Mapped[float | None] = mapped_column(Float)
+
+
+Index(
+    "ix_telemetry_start_end_device",
+    TelemetryRecord.window_start,
+    TelemetryRecord.window_end,
+    TelemetryRecord.device_id,
+)
+"""Covers the presence recount: one minute's devices are an index range scan, no row reads."""
+
+
+class PresenceMinute(Base):
+    """Distinct devices whose telemetry window overlapped the minute starting at ``start``."""
+
+    __tablename__ = "presence_minutes"
+
+    start: Mapped[float] = mapped_column(Float, primary_key=True, autoincrement=False)
+    reporting: Mapped[int] = mapped_column(Integer)
+
+
+class RollupMark(Base):
+    """How far a roll-up has read a table: rows with ids up to ``last_id`` are counted."""
+
+    __tablename__ = "rollup_marks"
+
+    name: Mapped[str] = mapped_column(String(NAME), primary_key=True)
+    last_id: Mapped[int] = mapped_column(BigInteger)
+    longest_window: Mapped[float] = mapped_column(Float)
+    """Longest window rolled up so far, in seconds: how far back a recount looks."""

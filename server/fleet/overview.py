@@ -12,13 +12,15 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import Integer, and_, cast, distinct, func, select
+from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
 
 from edgefleet.server import devices, groups
-from edgefleet.server.db.models import Device, DeviceEvent, DriftWindow, TelemetryRecord
+from edgefleet.server.db.models import Device, DeviceEvent, DriftWindow
+from edgefleet.server.fleet import presence_rollup
 from edgefleet.server.fleet.buckets import bucket_starts, choose_step, registered_counts
 from edgefleet.server.fleet.problems import Problem, order_key, problems_of
+from edgefleet.server.fleet.rollup_plan import peaks
 from edgefleet.server.states import DeviceState
 
 ALL = 1 << 62
@@ -45,7 +47,8 @@ class VersionCount:
 class PresencePoint:
     start: float
     reporting: int
-    """Devices that began a telemetry window in this bucket: online."""
+    """Online: the bucket's peak minute count of devices whose telemetry window overlapped
+    that minute (a peak, not a sum: distinct devices do not add across minutes)."""
     registered: int
     """Devices provisioned and not revoked at the bucket's end; the rest of them were silent."""
 
@@ -150,27 +153,26 @@ def versions(session: Session) -> list[VersionCount]:
 
 
 def presence(session: Session, *, since: float, until: float, max_points: int) -> PresenceSeries:
-    """Online (reporting) and registered devices per bucket, at most ``max_points`` buckets."""
+    """Online (reporting) and registered devices per bucket, at most ``max_points`` buckets.
+
+    ``reporting`` is the bucket's peak minute: the most devices whose telemetry
+    windows overlapped one minute in it (from the roll-up, see
+    :mod:`edgefleet.server.fleet.presence_rollup`), so a week costs the same few
+    thousand rows whatever the fleet's size.
+    """
     step = choose_step(since, until, max_points)
-    t = TelemetryRecord
-    offset = (t.window_start - since) / step
-    # Non-negative by the WHERE below; SQLite's CAST truncates, PostgreSQL's rounds.
-    floored = func.floor(offset) if session.get_bind().dialect.name == "postgresql" else offset
-    bucket = cast(floored, Integer).label("bucket")
-    rows = session.execute(
-        select(bucket, func.count(distinct(t.device_id)))
-        .where(t.window_start >= since, t.window_start < until)
-        .group_by(bucket)
-    ).all()
-    reporting = {int(b): int(n) for b, n in rows}
+    per_minute = presence_rollup.minutes(session, since=since, until=until)
     created = sorted(session.scalars(select(Device.created_at)).all())
     revoked = sorted(t for t in session.scalars(select(Device.revoked_at)).all() if t is not None)
     starts = bucket_starts(since, until, step)
     ends = [min(start + step, until) for start in starts]
     points = [
-        PresencePoint(start=start, reporting=reporting.get(i, 0), registered=registered)
-        for i, (start, registered) in enumerate(
-            zip(starts, registered_counts(created, revoked, ends), strict=True)
+        PresencePoint(start=start, reporting=reporting, registered=registered)
+        for start, reporting, registered in zip(
+            starts,
+            peaks(per_minute, starts, ends),
+            registered_counts(created, revoked, ends),
+            strict=True,
         )
     ]
     return PresenceSeries(since=since, until=until, step=step, points=points)
