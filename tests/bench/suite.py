@@ -68,6 +68,7 @@ BENCHES = (
     Bench("quantization", 300, ("--epochs", "5", "--inferences", "500")),
     Bench("agent", 600, ("--calls", "300", "--rounds", "3")),
     Bench("drift", 1800, ("--sizes", "100", "234", "--null-windows", "500", "--trials", "100")),
+    Bench("presence", 1200, ("--devices", "1000", "--days", "1")),
     Bench(
         "fleet",
         1800,  # its own --budget-seconds is 1,200
