@@ -125,17 +125,21 @@ def _check_spec(spec: DeviceSpec, catalog: ProfileCatalog) -> None:
         raise InvalidInputError(f"at most {MAX_TAGS} tags, got {len(spec.tags)}")
     for tag in spec.tags:
         if TAG_RE.fullmatch(tag) is None:
-            raise InvalidInputError(f"invalid tag {tag[:80]!r}: want {TAG_RE.pattern}")
+            raise InvalidInputError(
+                f"invalid tag {tag[:80]!r}: want {TAG_RE.pattern}", reason="invalid_tag"
+            )
     for key, value in spec.labels.items():
         if LABEL_KEY_RE.fullmatch(key) is None or key in RESERVED_LABELS:
             raise InvalidInputError(
                 f"invalid label key {key[:80]!r}: want {LABEL_KEY_RE.pattern}, "
-                f"not one of {sorted(RESERVED_LABELS)}"
+                f"not one of {sorted(RESERVED_LABELS)}",
+                reason="invalid_label",
             )
         if not isinstance(value, str) or len(value) > MAX_LABEL_VALUE or "\0" in value:
             raise InvalidInputError(
                 f"label {key!r}: value must be a string of at most "
-                f"{MAX_LABEL_VALUE} characters without NUL"
+                f"{MAX_LABEL_VALUE} characters without NUL",
+                reason="invalid_label",
             )
 
 

@@ -36,7 +36,9 @@ class ProfileCatalog:
         profile = self._profiles.get(name)
         if profile is None:
             known = ", ".join(sorted(self._profiles))
-            raise InvalidInputError(f"unknown hardware profile {name[:80]!r}; known: {known}")
+            raise InvalidInputError(
+                f"unknown hardware profile {name[:80]!r}; known: {known}", reason="unknown_profile"
+            )
         return profile
 
     def names(self) -> list[str]:

@@ -164,6 +164,22 @@ def drift_page(request: Request, services: ServicesDep, session: SessionDep) -> 
     return _page(request, principal, "drift", "drift.html", title="Drift", ranges=_chart_ranges())
 
 
+@router.get("/devices", response_class=HTMLResponse)
+def devices_page(request: Request, services: ServicesDep, session: SessionDep) -> Response:
+    """Profiles come from the server's catalog: the provisioning form offers only known ones."""
+    principal = _signed_in(request, services, session)
+    if principal is None:
+        return _to_sign_in(request)
+    return _page(
+        request,
+        principal,
+        "devices",
+        "devices.html",
+        title="Devices",
+        profiles=services.catalog.names(),
+    )
+
+
 @router.get("/sign-in", response_class=HTMLResponse)
 def sign_in_form(request: Request, next: str | None = None) -> HTMLResponse:
     return _render(request, "sign_in.html", {"next": safe_next(next), "error": None})

@@ -94,7 +94,7 @@ def test_bad_uploads_are_refused_and_nothing_is_stored(
     assert post(b"not a flatbuffer at all" * 10) == (422, "not_tflite")
     assert post(tflite_models.int8[:500])[0] == 422
     assert post(tflite_models.int8, variant="float16") == (422, "invalid")
-    assert post(tflite_models.int8, profiles="toaster") == (422, "invalid")
+    assert post(tflite_models.int8, profiles="toaster") == (422, "unknown_profile")
     assert post(tflite_models.int8, metrics="[1, 2]") == (422, "invalid")
     assert client.get("/api/v1/models", headers=ops).json() == []
     stored = server.services.settings.artifact_dir

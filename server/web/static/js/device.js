@@ -3,6 +3,7 @@
 import { ApiError, api, query } from "./api.js";
 import { lineChart } from "./chart.js";
 import { onChange, showStatus } from "./live.js";
+import { cell, when } from "./table.js";
 
 const DEVICE = document.getElementById("device-title").dataset.device;
 const PATH = `/devices/${encodeURIComponent(DEVICE)}`;
@@ -14,19 +15,8 @@ const PROBLEM_KINDS = new Set(["failed", "rolled_back"]);
 let activeModels = [];
 let lastTelemetry = 0;
 
-function when(seconds) {
-  return seconds ? new Date(seconds * 1000).toLocaleString() : "never";
-}
-
 function fixed(value, digits = 2) {
   return value === null || value === undefined ? "–" : Number(value).toFixed(digits);
-}
-
-function cell(row, text, className) {
-  const td = row.insertCell();
-  td.textContent = text;
-  if (className) td.className = className;
-  return td;
 }
 
 function fact(key, text) {
@@ -66,6 +56,22 @@ async function loadDevice() {
   fact("current", slots.filter((s) => s.active).map(slotText).join(", ") || "none");
   fact("previous", slots.filter((s) => !s.active).map(slotText).join(", ") || "none");
   activeModels = [...new Set(slots.filter((s) => s.active).map((s) => s.model))];
+  const revokeButton = document.getElementById("revoke");
+  if (revokeButton) revokeButton.hidden = device.state === "revoked";
+}
+
+// Revoking removes the broker account at once, so a stolen device is cut off; it is final.
+async function revoke() {
+  const question = `Revoke ${DEVICE}? Its broker account is removed now; it cannot connect again unless provisioned anew.`;
+  if (!window.confirm(question)) return;
+  const status = document.getElementById("revoke-status");
+  try {
+    await api("POST", `${PATH}/revoke`);
+    status.textContent = `${DEVICE} is revoked.`;
+    await loadDevice();
+  } catch (error) {
+    if (!(error instanceof ApiError) || error.status !== 401) status.textContent = `Not revoked: ${error.message}`;
+  }
 }
 
 function bucketPoints(buckets, value) {
@@ -212,6 +218,7 @@ async function start() {
     }
     throw error;
   }
+  document.getElementById("revoke")?.addEventListener("click", revoke);
   const telemetry = guarded(loadTelemetry);
   document.getElementById("telemetry-range").addEventListener("change", telemetry);
   onChange(["devices"], guarded(loadDevice));

@@ -3,6 +3,7 @@ import { ApiError, api, query } from "./api.js";
 import { lineChart } from "./chart.js";
 import { clearErrors, filterValues, formValues, restoreForm, showErrors } from "./forms.js";
 import { onChange, showStatus } from "./live.js";
+import { cell, when } from "./table.js";
 
 const PAGE_SIZE = 50;
 const STATES = ["online", "offline", "provisioned", "revoked"];
@@ -14,17 +15,6 @@ const groupForm = document.getElementById("save-group");
 let filter = {};
 let offset = 0;
 let lastPresence = 0;
-
-function cell(row, text, className) {
-  const td = row.insertCell();
-  td.textContent = text;
-  if (className) td.className = className;
-  return td;
-}
-
-function when(seconds) {
-  return seconds ? new Date(seconds * 1000).toLocaleString() : "never";
-}
 
 // Runs `load` now, or once more after the running call if asked again meanwhile.
 function coalesced(load) {
