@@ -14,6 +14,8 @@ from edgefleet.server.db.models import (
     DeviceEvent,
     DriftWindow,
     JobState,
+    RetrainingPolicyRecord,
+    RetrainingRun,
     Rollout,
     RolloutDevice,
     TelemetryRecord,
@@ -30,6 +32,19 @@ def _training(session: Session) -> Hashable:
     ).all()
     newest = session.scalar(select(func.max(TrainingJob.id)))
     return (newest, tuple((i, s, repr(sorted((p or {}).items()))) for i, s, p in unfinished))
+
+
+def _retraining(session: Session) -> Hashable:
+    """Runs and policies (few rows); a policy's ``last_checked_at`` moves on every loop
+    tick without anything an operator would see changing, so it is left out."""
+    runs = session.execute(select(func.max(RetrainingRun.id), func.max(RetrainingRun.updated_at)))
+    policies = session.execute(
+        select(
+            func.max(RetrainingPolicyRecord.updated_at),
+            func.max(RetrainingPolicyRecord.last_triggered_at),
+        )
+    )
+    return (tuple(runs.one()), tuple(policies.one()))
 
 
 def fingerprint(sessions: sessionmaker[Session]) -> dict[str, Hashable]:
@@ -59,4 +74,5 @@ def fingerprint(sessions: sessionmaker[Session]) -> dict[str, Hashable]:
             ),
             "training": _training(session),
             "drift": session.scalar(select(func.max(DriftWindow.id))),
+            "retraining": _retraining(session),
         }

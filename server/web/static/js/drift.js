@@ -297,7 +297,7 @@ async function start() {
   onChange(["drift"], () => Promise.all([loadSeries(), loadRanked()]).catch(refreshFailed));
   // Runs move with the loop: drift windows trigger them, training jobs carry them, and an
   // approval opens a rollout; the policy's clock moves with them.
-  onChange(["drift", "training", "rollouts"], () => Promise.all([loadRuns(), loadPolicy()]).catch(refreshFailed));
+  onChange(["drift", "training", "rollouts", "retraining"], () => Promise.all([loadRuns(), loadPolicy()]).catch(refreshFailed));
   await apply();
   document.body.dataset.ready = "true";
 }
