@@ -9,3 +9,20 @@ export function cell(row, text, className) {
 export function when(seconds, missing = "never") {
   return seconds ? new Date(seconds * 1000).toLocaleString() : missing;
 }
+
+// A row's header cell: a link that keeps its address (open in a new tab, copy) but, clicked,
+// lets the page show the row in place.
+export function rowLink(row, text, href, onSelect) {
+  const th = document.createElement("th");
+  th.scope = "row";
+  const link = document.createElement("a");
+  link.href = href;
+  link.textContent = text;
+  link.addEventListener("click", (event) => {
+    event.preventDefault();
+    onSelect();
+  });
+  th.append(link);
+  row.append(th);
+  return th;
+}
