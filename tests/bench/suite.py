@@ -77,7 +77,7 @@ BENCHES = (
     Bench("rollout", 900, ("--devices", "200", "--repeat", "1")),
 )
 """In running order. Full runs on two cores shared with other work took: ingest 2 min,
-quantization 20 s, agent 1.5 min, drift 12 min, rollout 3 min."""
+quantization 20 s, agent 1.5 min, drift 12 min, presence 5.5 min, rollout 3 min."""
 
 
 def discover(directory: Path = REPO / "tests" / "bench") -> list[Bench]:
