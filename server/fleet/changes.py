@@ -11,7 +11,7 @@ import json
 from collections.abc import Hashable, Mapping
 
 Fingerprint = Mapping[str, Hashable]
-TOPICS = ("devices", "telemetry", "events", "rollouts", "training", "drift", "retraining")
+TOPICS = ("devices", "telemetry", "events", "rollouts", "training", "drift", "retraining", "models")
 
 
 def changed_topics(before: Fingerprint | None, after: Fingerprint) -> list[str]:

@@ -14,6 +14,8 @@ from edgefleet.server.db.models import (
     DeviceEvent,
     DriftWindow,
     JobState,
+    Model,
+    ModelVersion,
     RetrainingPolicyRecord,
     RetrainingRun,
     Rollout,
@@ -32,6 +34,19 @@ def _training(session: Session) -> Hashable:
     ).all()
     newest = session.scalar(select(func.max(TrainingJob.id)))
     return (newest, tuple((i, s, repr(sorted((p or {}).items()))) for i, s, p in unfinished))
+
+
+def _models(session: Session) -> Hashable:
+    """New models and versions, and stage changes (versions have no update time; a
+    promotion moves the per-stage counts). The registry holds hundreds of rows, not millions."""
+    stages = session.execute(
+        select(ModelVersion.stage, func.count()).group_by(ModelVersion.stage)
+    ).all()
+    return (
+        session.scalar(select(func.max(Model.id))),
+        session.scalar(select(func.max(ModelVersion.id))),
+        tuple(sorted((str(stage), int(n)) for stage, n in stages)),
+    )
 
 
 def _retraining(session: Session) -> Hashable:
@@ -75,4 +90,5 @@ def fingerprint(sessions: sessionmaker[Session]) -> dict[str, Hashable]:
             "training": _training(session),
             "drift": session.scalar(select(func.max(DriftWindow.id))),
             "retraining": _retraining(session),
+            "models": _models(session),
         }

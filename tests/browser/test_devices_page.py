@@ -108,7 +108,8 @@ def test_an_operator_revokes_a_device_after_confirming(
     expect(page.locator("#revoke-status")).to_have_text(f"{device_id} is revoked.")
     expect(page.locator('[data-fact="state"]')).to_have_text("revoked")
     expect(page.get_by_role("button", name="Revoke device…")).to_be_hidden()
-    assert len(asked) == 2 and device_id in asked[0]
+    assert len(asked) == 2
+    assert device_id in asked[0]
     assert live_server.api(f"/devices/{device_id}")["state"] == "revoked"
 
 

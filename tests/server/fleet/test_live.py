@@ -10,7 +10,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from edgefleet.server.db import migrate
 from edgefleet.server.db.engine import make_engine
-from edgefleet.server.db.models import Model, RetrainingPolicyRecord, RetrainingRun
+from edgefleet.server.db.models import (
+    Model,
+    ModelVersion,
+    RetrainingPolicyRecord,
+    RetrainingRun,
+    VersionStage,
+)
 from edgefleet.server.fleet.changes import changed_topics
 from edgefleet.server.fleet.live import fingerprint
 
@@ -61,3 +67,33 @@ def test_a_retraining_run_or_policy_change_moves_only_its_topic(
     with sessions.begin() as session:
         session.execute(update(RetrainingPolicyRecord).values(updated_at=T + 90))
     assert changed_topics(after_decision, fingerprint(sessions)) == ["retraining"]
+
+
+def test_a_new_version_or_a_promotion_moves_the_models_topic(
+    sessions: sessionmaker[Session],
+) -> None:
+    with sessions.begin() as session:
+        model = Model(name="vib", description="", created_at=T)
+        session.add(model)
+        session.flush()
+        model_id = model.id
+    before = fingerprint(sessions)
+
+    with sessions.begin() as session:
+        session.add(
+            ModelVersion(
+                model_id=model_id,
+                version=1,
+                stage=VersionStage.CANDIDATE,
+                metrics={},
+                quantization={},
+                created_at=T,
+                created_by="op",
+            )
+        )
+    added = fingerprint(sessions)
+    assert changed_topics(before, added) == ["models"]
+
+    with sessions.begin() as session:
+        session.execute(update(ModelVersion).values(stage=VersionStage.APPROVED))
+    assert changed_topics(added, fingerprint(sessions)) == ["models"]

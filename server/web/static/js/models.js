@@ -223,7 +223,7 @@ async function start() {
     loadVersions().catch(refreshFailed);
   });
   // A finished job registers a version, so training changes refresh the models too.
-  onChange(["training"], () => refresh().catch(refreshFailed));
+  onChange(["training", "models"], () => refresh().catch(refreshFailed));
   await loadModels().catch(refreshFailed);
   // Versions name the jobs they came from, so the jobs are read first.
   await startJobs(models.map((m) => m.name)).catch(refreshFailed);
