@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 
 from edgefleet.server.db.models import PresenceMinute, RollupMark, TelemetryRecord
 from edgefleet.server.fleet.rollup_plan import (
+    MAX_WINDOW,
     Window,
     longest_window,
     minute_after,
@@ -145,7 +146,7 @@ def _lookback(session: Session) -> float:
     waiting = session.execute(
         select(func.max(t.window_end - t.window_start)).where(t.id > mark.last_id)
     ).scalar_one()
-    return max(mark.longest_window, float(waiting or 0.0))
+    return min(max(mark.longest_window, float(waiting or 0.0)), MAX_WINDOW)
 
 
 def minutes(session: Session, *, since: float, until: float) -> dict[float, int]:

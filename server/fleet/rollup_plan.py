@@ -7,6 +7,10 @@ chart bucket wider than a minute shows the **peak** minute in it: a count of
 distinct devices cannot be summed across minutes, and the peak is what "how many
 were online at once" means. Counting is set-based (distinct ``(minute, device)``
 pairs), so duplicates and replays of a window never count twice.
+
+A window longer than :data:`MAX_WINDOW` (the agent's longest configurable window)
+is left out: only a stalled agent or a bad clock makes one, and a window spanning
+years would otherwise cost memory per minute it claims and widen every recount.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import numpy as np
 import numpy.typing as npt
 
 MINUTE = 60.0
+MAX_WINDOW = 3600.0
 
 Window = tuple[str, float, float]
 """``(device_id, window_start, window_end)`` of one telemetry row."""
@@ -33,6 +38,10 @@ def minute_of(t: float) -> float:
 def minute_after(t: float) -> float:
     """The first minute boundary at or after ``t``."""
     return math.ceil(t / MINUTE) * MINUTE
+
+
+def countable(windows: Sequence[Window]) -> list[Window]:
+    return [w for w in windows if w[2] - w[1] <= MAX_WINDOW]
 
 
 def _minute_spans(windows: Sequence[Window]) -> tuple[Indices, Indices]:
@@ -57,6 +66,7 @@ def _expand(first: Indices, last: Indices) -> tuple[Indices, Indices]:
 def touched_ranges(windows: Sequence[Window]) -> list[tuple[float, float]]:
     """The minutes these windows cover as contiguous ``[start, end)`` runs, oldest first:
     each run is recounted with one query."""
+    windows = countable(windows)
     if not windows:
         return []
     first, last = _minute_spans(windows)
@@ -73,6 +83,7 @@ def touched_ranges(windows: Sequence[Window]) -> list[tuple[float, float]]:
 
 def minute_counts(windows: Sequence[Window], since: float, until: float) -> dict[float, int]:
     """Distinct devices per minute of ``[since, until)`` (minute boundaries), zeros included."""
+    windows = countable(windows)
     low, high = round(since / MINUTE), round(until / MINUTE)
     counts = np.zeros(max(high - low, 0), dtype=np.int64)
     if windows and len(counts):
@@ -91,7 +102,7 @@ def minute_counts(windows: Sequence[Window], since: float, until: float) -> dict
 
 def longest_window(windows: Sequence[Window]) -> float:
     """How far back a window overlapping a minute may start: bounds each recount's scan."""
-    return max((end - start for _, start, end in windows), default=0.0)
+    return max((end - start for _, start, end in countable(windows)), default=0.0)
 
 
 def settled(received: Sequence[float], before: float) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from edgefleet.server.fleet.rollup_plan import (
+    MAX_WINDOW,
     Window,
     longest_window,
     minute_counts,
@@ -83,3 +84,12 @@ def test_an_unaligned_bucket_takes_every_minute_it_overlaps() -> None:
     minutes = {T: 3, T + 60: 7, T + 120: 5}
     assert peaks(minutes, [T + 30, T + 90], [T + 90, T + 150]) == [7, 7]
     assert peaks(minutes, [T + 60], [T + 120]) == [7]
+
+
+def test_a_window_longer_than_the_longest_an_agent_sends_is_left_out() -> None:
+    """One bad clock must not claim billions of minutes (memory) or widen every recount."""
+    windows: list[Window] = [("bad", 0.0, 1e11), ("a", T, T + 60), ("b", T, T + MAX_WINDOW)]
+    assert touched_ranges(windows) == [(T, T + MAX_WINDOW)]
+    assert minute_counts(windows, T, T + 120) == {T: 2, T + 60: 1}
+    assert longest_window(windows) == MAX_WINDOW
+    assert touched_ranges([("bad", 0.0, 1e11)]) == []
