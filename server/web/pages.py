@@ -103,8 +103,17 @@ def _to_sign_in(request: Request) -> RedirectResponse:
 
 
 def _page(
-    request: Request, principal: Principal, page: str, template: str, **context: Any
-) -> HTMLResponse:
+    request: Request,
+    services: ServicesDep,
+    session: SessionDep,
+    page: str,
+    template: str,
+    **context: Any,
+) -> Response:
+    """The page for whoever is signed in; anyone else goes to sign-in and comes back here."""
+    principal = _signed_in(request, services, session)
+    if principal is None:
+        return _to_sign_in(request)
     return _render(
         request,
         template,
@@ -126,10 +135,7 @@ def ui_root() -> RedirectResponse:
 
 @router.get("/", response_class=HTMLResponse)
 def fleet_page(request: Request, services: ServicesDep, session: SessionDep) -> Response:
-    principal = _signed_in(request, services, session)
-    if principal is None:
-        return _to_sign_in(request)
-    return _page(request, principal, "fleet", "fleet.html", title="Fleet")
+    return _page(request, services, session, "fleet", "fleet.html", title="Fleet")
 
 
 @router.get("/devices/{device_id}", response_class=HTMLResponse)
@@ -137,12 +143,10 @@ def device_page(
     device_id: str, request: Request, services: ServicesDep, session: SessionDep
 ) -> Response:
     """The range choices carry their bucket width, so the server downsamples each chart."""
-    principal = _signed_in(request, services, session)
-    if principal is None:
-        return _to_sign_in(request)
     return _page(
         request,
-        principal,
+        services,
+        session,
         "devices",
         "device.html",
         title=device_id,
@@ -158,21 +162,18 @@ def _chart_ranges() -> list[tuple[int, str, float]]:
 @router.get("/drift", response_class=HTMLResponse)
 def drift_page(request: Request, services: ServicesDep, session: SessionDep) -> Response:
     """Its chart's range choices carry their bucket width, as the device page's do."""
-    principal = _signed_in(request, services, session)
-    if principal is None:
-        return _to_sign_in(request)
-    return _page(request, principal, "drift", "drift.html", title="Drift", ranges=_chart_ranges())
+    return _page(
+        request, services, session, "drift", "drift.html", title="Drift", ranges=_chart_ranges()
+    )
 
 
 @router.get("/devices", response_class=HTMLResponse)
 def devices_page(request: Request, services: ServicesDep, session: SessionDep) -> Response:
     """Profiles come from the server's catalog: the provisioning form offers only known ones."""
-    principal = _signed_in(request, services, session)
-    if principal is None:
-        return _to_sign_in(request)
     return _page(
         request,
-        principal,
+        services,
+        session,
         "devices",
         "devices.html",
         title="Devices",
@@ -253,7 +254,4 @@ def planned_page(
     """Pages later parts of the dashboard fill in; named in the nav already."""
     if page not in PLANNED:
         return _render(request, "not_found.html", {"nav": NAV}, status.HTTP_404_NOT_FOUND)
-    principal = _signed_in(request, services, session)
-    if principal is None:
-        return _to_sign_in(request)
-    return _page(request, principal, page, _template(page), title=PLANNED[page])
+    return _page(request, services, session, page, _template(page), title=PLANNED[page])

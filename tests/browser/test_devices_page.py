@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from playwright.sync_api import Dialog, Page, expect
+from playwright.sync_api import Page, expect
 
 from edgefleet.server.db.models import Role
 from tests.browser.conftest import LiveServer, SignIn, screenshot
@@ -91,25 +91,21 @@ def test_an_operator_revokes_a_device_after_confirming(
     expect(page.locator("h1")).to_have_text(device_id)
     page.wait_for_selector("body[data-ready=true]")
 
-    asked: list[str] = []
-
-    def answer(dialog: Dialog, accept: bool) -> None:
-        asked.append(dialog.message)
-        if accept:
-            dialog.accept()
-        else:
-            dialog.dismiss()
-
-    page.once("dialog", lambda dialog: answer(dialog, False))
+    dialog = page.locator("dialog#confirm")
     page.get_by_role("button", name="Revoke device…").click()
+    expect(dialog).to_be_visible()
+    expect(dialog.locator("#confirm-title")).to_have_text(f"Revoke {device_id}?")
+    dialog.get_by_role("button", name="Cancel").click()
+    expect(dialog).to_be_hidden()
     expect(page.locator('[data-fact="state"]')).to_have_text("provisioned")
-    page.once("dialog", lambda dialog: answer(dialog, True))
+    assert live_server.api(f"/devices/{device_id}")["state"] == "provisioned"
+
     page.get_by_role("button", name="Revoke device…").click()
+    page.keyboard.press("Enter")
+    expect(dialog).to_be_hidden()
     expect(page.locator("#revoke-status")).to_have_text(f"{device_id} is revoked.")
     expect(page.locator('[data-fact="state"]')).to_have_text("revoked")
     expect(page.get_by_role("button", name="Revoke device…")).to_be_hidden()
-    assert len(asked) == 2
-    assert device_id in asked[0]
     assert live_server.api(f"/devices/{device_id}")["state"] == "revoked"
 
 
@@ -118,4 +114,4 @@ def test_a_viewer_gets_no_revoke_button(live_server: LiveServer, sign_in: SignIn
     page.goto(f"/ui/devices/{live_server.fleet.ids['a2']}")
     page.wait_for_selector("body[data-ready=true]")
     expect(page.locator('[data-fact="state"]')).not_to_have_text("–")
-    assert page.locator("#revoke").count() == 0
+    assert page.locator("#revoke, dialog#confirm").count() == 0

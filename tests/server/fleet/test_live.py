@@ -31,16 +31,22 @@ def sessions(db_url: str) -> Iterator[sessionmaker[Session]]:
     engine.dispose()
 
 
-def test_a_retraining_run_or_policy_change_moves_only_its_topic(
-    sessions: sessionmaker[Session],
-) -> None:
+@pytest.fixture
+def model_id(sessions: sessionmaker[Session]) -> int:
     with sessions.begin() as session:
         model = Model(name="vib", description="", created_at=T)
         session.add(model)
         session.flush()
+        return model.id
+
+
+def test_a_retraining_run_or_policy_change_moves_only_its_topic(
+    sessions: sessionmaker[Session], model_id: int
+) -> None:
+    with sessions.begin() as session:
         session.add(
             RetrainingPolicyRecord(
-                model_id=model.id, policy={}, updated_at=T, updated_by="op", last_checked_at=T
+                model_id=model_id, policy={}, updated_at=T, updated_by="op", last_checked_at=T
             )
         )
     before = fingerprint(sessions)
@@ -70,13 +76,8 @@ def test_a_retraining_run_or_policy_change_moves_only_its_topic(
 
 
 def test_a_new_version_or_a_promotion_moves_the_models_topic(
-    sessions: sessionmaker[Session],
+    sessions: sessionmaker[Session], model_id: int
 ) -> None:
-    with sessions.begin() as session:
-        model = Model(name="vib", description="", created_at=T)
-        session.add(model)
-        session.flush()
-        model_id = model.id
     before = fingerprint(sessions)
 
     with sessions.begin() as session:

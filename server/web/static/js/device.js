@@ -2,6 +2,7 @@
 // device, each read from the same /api/v1 endpoints any client uses.
 import { ApiError, api, query } from "./api.js";
 import { lineChart } from "./chart.js";
+import { confirmAction } from "./confirm.js";
 import { onChange, showStatus } from "./live.js";
 import { cell, when } from "./table.js";
 
@@ -62,8 +63,11 @@ async function loadDevice() {
 
 // Revoking removes the broker account at once, so a stolen device is cut off; it is final.
 async function revoke() {
-  const question = `Revoke ${DEVICE}? Its broker account is removed now; it cannot connect again unless provisioned anew.`;
-  if (!window.confirm(question)) return;
+  const confirmed = await confirmAction({
+    title: `Revoke ${DEVICE}?`,
+    text: "Its broker account is removed now; it cannot connect again unless provisioned anew.",
+  });
+  if (confirmed === null) return;
   const status = document.getElementById("revoke-status");
   try {
     await api("POST", `${PATH}/revoke`);

@@ -2,6 +2,7 @@
 // its retraining policy and runs, all read from /api/v1 as any client reads them.
 import { ApiError, api, query } from "./api.js";
 import { lineChart } from "./chart.js";
+import { confirmAction } from "./confirm.js";
 import { filterValues } from "./forms.js";
 import { onChange, showStatus } from "./live.js";
 import { cell, when } from "./table.js";
@@ -221,25 +222,17 @@ async function loadRuns() {
   if (!runs.length) emptyRow("#runs", "No retraining runs yet.");
 }
 
-function confirmAction(run, action) {
-  const spec = ACTIONS[action];
-  document.getElementById("confirm-title").textContent = spec.title;
-  document.getElementById("confirm-text").textContent =
-    `Run ${run.id} of ${run.model}: challenger v${run.challenger_version} against champion v${run.champion_version}.`;
-  document.getElementById("confirm-reason-field").hidden = !spec.reason;
-  document.getElementById("confirm-reason").value = "";
-  dialog.returnValue = "";
-  return new Promise((resolve) => {
-    dialog.addEventListener("close", () => resolve(dialog.returnValue === "confirm"), { once: true });
-    dialog.showModal();
-  });
-}
-
 async function act(run, action) {
   const status = document.getElementById("run-status");
   status.textContent = "";
-  if (!(await confirmAction(run, action))) return;
-  const body = action === "decline" ? { reason: document.getElementById("confirm-reason").value.trim() } : undefined;
+  const spec = ACTIONS[action];
+  const reason = await confirmAction({
+    title: spec.title,
+    text: `Run ${run.id} of ${run.model}: challenger v${run.challenger_version} against champion v${run.champion_version}.`,
+    askReason: spec.reason,
+  });
+  if (reason === null) return;
+  const body = action === "decline" ? { reason } : undefined;
   try {
     const done = await api("POST", `/retraining/runs/${run.id}/${action}`, { body });
     status.textContent = `Run ${done.id} is ${done.state}.`;

@@ -1,6 +1,7 @@
 // The Rollouts page: the list, one rollout's waves and gates (live), operator actions behind
 // a confirmation, and the create form whose refusals are shown beside the field they name.
 import { ApiError, api } from "./api.js";
+import { confirmAction } from "./confirm.js";
 import { clearErrors, restoreForm } from "./forms.js";
 import { onChange, showStatus } from "./live.js";
 import { cell, when } from "./table.js";
@@ -31,7 +32,6 @@ const FIELD_BY_REASON = {
 };
 
 const createForm = document.getElementById("create-rollout");
-const dialog = document.getElementById("confirm");
 let selected = new URLSearchParams(window.location.search).get("rollout");
 let shown = null;
 
@@ -166,25 +166,16 @@ async function loadDetail() {
   document.getElementById("waves").replaceChildren(...r.waves.map(waveItem));
 }
 
-function confirmAction(action) {
-  const spec = ACTIONS[action];
-  document.getElementById("confirm-title").textContent = spec.title;
-  document.getElementById("confirm-text").textContent =
-    `${shown.id}: ${shown.model} v${shown.version} to ${shown.group}, now ${shown.state}.`;
-  document.getElementById("confirm-reason-field").hidden = !spec.reason;
-  document.getElementById("confirm-reason").value = "";
-  dialog.returnValue = "";
-  return new Promise((resolve) => {
-    dialog.addEventListener("close", () => resolve(dialog.returnValue === "confirm"), { once: true });
-    dialog.showModal();
-  });
-}
-
 async function act(action) {
   const status = document.getElementById("action-status");
   status.textContent = "";
-  if (!(await confirmAction(action))) return;
-  const reason = document.getElementById("confirm-reason").value.trim();
+  const spec = ACTIONS[action];
+  const reason = await confirmAction({
+    title: spec.title,
+    text: `${shown.id}: ${shown.model} v${shown.version} to ${shown.group}, now ${shown.state}.`,
+    askReason: spec.reason,
+  });
+  if (reason === null) return;
   const body = ACTIONS[action].reason && reason ? { reason } : undefined;
   try {
     const r = await api("POST", `/rollouts/${encodeURIComponent(shown.id)}/${action}`, { body });
