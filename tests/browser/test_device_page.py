@@ -7,8 +7,9 @@ import time
 from typing import Any
 
 from playwright.sync_api import Page, expect
+from sqlalchemy import func, select
 
-from edgefleet.server.db.models import Role
+from edgefleet.server.db.models import DriftWindow, Role
 from edgefleet.server.fleet.buckets import choose_step
 from edgefleet.server.web.pages import CHART_POINTS
 from edgefleet.shared.messages import Event, EventKind
@@ -28,9 +29,14 @@ def _register_model_with_features(live: LiveServer, device_id: str) -> None:
             "/api/v1/models", headers=live.headers(), json={"name": MODEL}
         ).raise_for_status()
     row = _drift_row(device_id, time.time())
-    row.seq, row.score = 2, 3.5
+    row.score = 3.5
     row.statistics = {"features": FEATURES, "thresholds": None}
     with live.services.sessions() as session:
+        # Other pages' tests add windows for this device on the same server: take the next seq.
+        latest = session.scalar(
+            select(func.max(DriftWindow.seq)).where(DriftWindow.device_id == device_id)
+        )
+        row.seq = (latest or 0) + 1
         session.add(row)
         session.commit()
 

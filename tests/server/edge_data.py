@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from edgefleet.server import registry
@@ -145,9 +146,11 @@ def add_window(
     flagged: bool = False,
     confidence_change: float | None = None,
 ) -> DriftWindow:
+    seq = select(func.max(DriftWindow.seq)).where(DriftWindow.device_id == device)
+    latest = session.scalar(seq)
     window = DriftWindow(
         device_id=device,
-        seq=next(_seqs),
+        seq=(latest or 0) + 1,
         model=model,
         version=version,
         window_start=end - 60,

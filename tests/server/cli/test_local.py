@@ -39,9 +39,9 @@ def test_insecure_prod_settings_are_refused_without_a_traceback(local: Cli) -> N
 
 def test_db_upgrade_is_idempotent_and_names_the_revision(local: Cli, tmp_path: Path) -> None:
     first = local.ok("db", "upgrade").stdout
-    assert "upgraded from empty to 0004" in first
+    assert "upgraded from empty to 0005" in first
     assert str(tmp_path / "data" / "edgefleet.db") in first
-    assert "is at head 0004; nothing to do" in local.ok("db", "upgrade").stdout
+    assert "is at head 0005; nothing to do" in local.ok("db", "upgrade").stdout
 
 
 def test_db_url_password_is_not_printed(local: Cli) -> None:
