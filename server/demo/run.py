@@ -450,6 +450,9 @@ class Demo:
             json={
                 "group": GROUP_B,
                 "drift": {"consecutive_windows": 2, "min_devices": max(1, drifting // 2)},
+                # A few hundred fresh samples against thousands of original rows: counted
+                # five times, they teach the shift even in a short (three-epoch) run.
+                "data": {"edge_weight": 5},
                 "comparison": {
                     "min_holdout": 20,
                     "min_gain_points": 1.0,
