@@ -87,6 +87,7 @@ def test_an_operator_revokes_a_device_after_confirming(
     open_devices(page)
     screenshot(page, "devices-tablet")
     page.get_by_label("Device id", exact=True).first.fill(device_id)
+    expect(page.locator("#device-ids option")).to_have_text([device_id])
     page.keyboard.press("Enter")
     expect(page.locator("h1")).to_have_text(device_id)
     page.wait_for_selector("body[data-ready=true]")

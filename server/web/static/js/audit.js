@@ -1,8 +1,8 @@
 // The Audit page: /api/v1/audit with its filters, a page at a time. The API gives no total,
 // so one record more than a page is asked for to know whether a next page exists.
-import { ApiError, api, query } from "./api.js";
+import { api, query } from "./api.js";
 import { filterValues } from "./forms.js";
-import { onChange, showStatus } from "./live.js";
+import { onChange, refreshFailed } from "./live.js";
 import { cell, when } from "./table.js";
 
 const PAGE_SIZE = 50;
@@ -50,9 +50,7 @@ async function load() {
 }
 
 function refresh() {
-  return load().catch((error) => {
-    if (!(error instanceof ApiError) || error.status !== 401) showStatus(`Could not refresh: ${error.message}`);
-  });
+  return load().catch(refreshFailed);
 }
 
 function applyFilter() {

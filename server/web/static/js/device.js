@@ -3,8 +3,8 @@
 import { ApiError, api, query } from "./api.js";
 import { lineChart } from "./chart.js";
 import { confirmAction } from "./confirm.js";
-import { onChange, showStatus } from "./live.js";
-import { cell, when } from "./table.js";
+import { onChange, refreshFailed } from "./live.js";
+import { cell, emptyRow, fixed, when } from "./table.js";
 
 const DEVICE = document.getElementById("device-title").dataset.device;
 const PATH = `/devices/${encodeURIComponent(DEVICE)}`;
@@ -16,17 +16,8 @@ const PROBLEM_KINDS = new Set(["failed", "rolled_back"]);
 let activeModels = [];
 let lastTelemetry = 0;
 
-function fixed(value, digits = 2) {
-  return value === null || value === undefined ? "–" : Number(value).toFixed(digits);
-}
-
 function fact(key, text) {
   document.querySelector(`[data-fact="${key}"]`).textContent = text;
-}
-
-function emptyRow(table, text, columns) {
-  const td = cell(document.querySelector(`${table} tbody`).insertRow(), text);
-  td.colSpan = columns;
 }
 
 // Refreshes `load` on demand; failures show in the live region instead of vanishing.
@@ -35,7 +26,7 @@ function guarded(load) {
     try {
       await load();
     } catch (error) {
-      if (!(error instanceof ApiError) || error.status !== 401) showStatus(`Could not refresh: ${error.message}`);
+      refreshFailed(error);
     }
   };
 }
@@ -186,7 +177,7 @@ async function loadDrift() {
     cell(row, fixed(stats.psi, 3), "num");
     cell(row, fixed(stats.ks, 3), "num");
   }
-  if (!rows.length) emptyRow("#drift", "No per-feature statistics.", 3);
+  if (!rows.length) emptyRow("#drift", "No per-feature statistics.");
   document.getElementById("drift-summary").textContent = summary.join(" ") || "The device runs no model.";
 }
 
@@ -207,7 +198,7 @@ async function loadSamples() {
     cell(row, fixed(sample.confidence, 3), "num");
     cell(row, sample.label ?? "unlabelled");
   }
-  if (!recent.length) emptyRow("#samples", "No samples in the last 7 days.", 4);
+  if (!recent.length) emptyRow("#samples", "No samples in the last 7 days.");
   document.getElementById("samples-summary").textContent = `${recent.length} most recent of ${found.length} in the last 7 days.`;
 }
 

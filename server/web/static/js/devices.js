@@ -1,8 +1,8 @@
 // The Devices page: open one device, the groups the fleet is split into, and (operators)
 // provisioning, whose one-time agent.toml stays on this page only.
-import { ApiError, api } from "./api.js";
+import { ApiError, api, query } from "./api.js";
 import { clearErrors, formValues, restoreForm, showErrors } from "./forms.js";
-import { onChange, showStatus } from "./live.js";
+import { onChange, refreshFailed } from "./live.js";
 import { cell, when } from "./table.js";
 
 const findForm = document.getElementById("find-device");
@@ -37,16 +37,15 @@ async function loadGroups() {
     : "No groups yet: save a filtered device list as one on the Fleet page.";
 }
 
-async function loadIds() {
-  const page = await api("GET", "/fleet/devices?limit=1000");
-  const list = document.getElementById("device-ids");
-  list.replaceChildren(...page.items.map((device) => new Option(device.id)));
+// Suggestions for what has been typed, twenty at a time: the fleet may hold thousands.
+async function suggestIds() {
+  const typed = findForm.elements.namedItem("id").value.trim();
+  const page = await api("GET", `/fleet/devices${query({ search: typed, limit: 20 })}`);
+  document.getElementById("device-ids").replaceChildren(...page.items.map((device) => new Option(device.id)));
 }
 
 function refresh() {
-  return Promise.all([loadGroups(), loadIds()]).catch((error) => {
-    if (!(error instanceof ApiError) || error.status !== 401) showStatus(`Could not refresh: ${error.message}`);
-  });
+  return loadGroups().catch(refreshFailed);
 }
 
 function tags(text) {
@@ -89,6 +88,7 @@ async function provision(event) {
 }
 
 async function start() {
+  findForm.elements.namedItem("id").addEventListener("input", () => suggestIds().catch(refreshFailed));
   findForm.addEventListener("submit", (event) => {
     event.preventDefault();
     const id = formValues(findForm).id?.trim();

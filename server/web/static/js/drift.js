@@ -4,8 +4,8 @@ import { ApiError, api, query } from "./api.js";
 import { lineChart } from "./chart.js";
 import { confirmAction } from "./confirm.js";
 import { filterValues } from "./forms.js";
-import { onChange, showStatus } from "./live.js";
-import { cell, when } from "./table.js";
+import { onChange, refreshFailed } from "./live.js";
+import { cell, emptyRow, fixed, when } from "./table.js";
 
 const filterForm = document.getElementById("drift-filter");
 const dialog = document.getElementById("confirm");
@@ -15,22 +15,9 @@ const ACTIONS = {
 };
 let chosen = {};
 
-function fixed(value, digits = 2) {
-  return value === null || value === undefined ? "–" : Number(value).toFixed(digits);
-}
-
 function duration(seconds) {
   if (seconds < 3600) return `${Math.round(seconds / 60)} min`;
   return `${Math.round((seconds / 3600) * 10) / 10} h`;
-}
-
-function refreshFailed(error) {
-  if (!(error instanceof ApiError) || error.status !== 401) showStatus(`Could not refresh: ${error.message}`);
-}
-
-function emptyRow(table, text) {
-  const body = document.querySelector(`${table} tbody`);
-  cell(body.insertRow(), text).colSpan = document.querySelectorAll(`${table} thead th`).length;
 }
 
 // The highest pooled score in a bucket: the version drifting most (null: too few inferences).

@@ -2,7 +2,7 @@
 import { ApiError, api, query } from "./api.js";
 import { lineChart } from "./chart.js";
 import { clearErrors, filterValues, formValues, restoreForm, showErrors } from "./forms.js";
-import { onChange, showStatus } from "./live.js";
+import { onChange, refreshFailed } from "./live.js";
 import { cell, when } from "./table.js";
 
 const PAGE_SIZE = 50;
@@ -31,7 +31,7 @@ function coalesced(load) {
         try {
           await load();
         } catch (error) {
-          if (!(error instanceof ApiError) || error.status !== 401) showStatus(`Could not refresh: ${error.message}`);
+          refreshFailed(error);
         }
       } while (again);
       running = null;

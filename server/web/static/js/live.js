@@ -1,6 +1,6 @@
 // Live updates: one EventSource on /api/v1/events/stream; pages subscribe to topics and
 // refresh their own parts. The browser reconnects by itself when a stream ends.
-import { api } from "./api.js";
+import { ApiError, api } from "./api.js";
 
 const handlers = new Map();
 let source = null;
@@ -9,6 +9,11 @@ let connectedBefore = false;
 export function showStatus(text) {
   const region = document.getElementById("live-status");
   if (region && region.textContent !== text) region.textContent = text;
+}
+
+/** A refresh that failed shows in the live region; a 401 is already on its way to sign-in. */
+export function refreshFailed(error) {
+  if (!(error instanceof ApiError) || error.status !== 401) showStatus(`Could not refresh: ${error.message}`);
 }
 
 function dispatch(topics) {

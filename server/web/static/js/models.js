@@ -1,8 +1,8 @@
 // The Models page: registered models, one model's versions with per-variant numbers and
 // lineage, two versions compared side by side (the server's /compare), and training jobs.
 import { api, query } from "./api.js";
-import { onChange } from "./live.js";
-import { jobForRun, loadJob, loadJobs, num, refreshFailed, selectJob, startJobs } from "./models_jobs.js";
+import { onChange, refreshFailed } from "./live.js";
+import { jobForRun, loadJob, loadJobs, num, selectJob, startJobs } from "./models_jobs.js";
 import { cell, rowLink, when } from "./table.js";
 
 let selected = new URLSearchParams(window.location.search).get("model");

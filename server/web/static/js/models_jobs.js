@@ -2,7 +2,7 @@
 // that starts one, whose refusals are shown beside the field they concern.
 import { ApiError, api, query } from "./api.js";
 import { clearErrors, restoreForm, showErrors } from "./forms.js";
-import { showStatus } from "./live.js";
+import { refreshFailed } from "./live.js";
 import { cell, rowLink, when } from "./table.js";
 
 const LOG_POLL_MS = 3000;
@@ -30,10 +30,6 @@ let logTimer = null;
 export function num(value, digits = 4) {
   if (value === null || value === undefined || Number.isNaN(Number(value))) return "–";
   return String(Number(Number(value).toFixed(digits)));
-}
-
-export function refreshFailed(error) {
-  if (!(error instanceof ApiError) || error.status !== 401) showStatus(`Could not refresh: ${error.message}`);
 }
 
 export function jobForRun(run) {

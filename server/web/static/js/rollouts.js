@@ -3,7 +3,7 @@
 import { ApiError, api } from "./api.js";
 import { confirmAction } from "./confirm.js";
 import { clearErrors, restoreForm } from "./forms.js";
-import { onChange, showStatus } from "./live.js";
+import { onChange, refreshFailed } from "./live.js";
 import { cell, when } from "./table.js";
 
 const ACTIONS = {
@@ -39,10 +39,6 @@ function duration(seconds) {
   if (seconds === null || seconds === undefined) return "–";
   const minutes = Math.round(seconds / 60);
   return minutes < 60 ? `${minutes} min` : `${Math.floor(minutes / 60)} h ${minutes % 60} min`;
-}
-
-function refreshFailed(error) {
-  if (!(error instanceof ApiError) || error.status !== 401) showStatus(`Could not refresh: ${error.message}`);
 }
 
 function select(id) {

@@ -26,3 +26,13 @@ export function rowLink(row, text, href, onSelect) {
   row.append(th);
   return th;
 }
+
+export function fixed(value, digits = 2) {
+  return value === null || value === undefined ? "–" : Number(value).toFixed(digits);
+}
+
+// One cell across the whole table, saying why it is empty.
+export function emptyRow(table, text) {
+  const body = document.querySelector(`${table} tbody`);
+  cell(body.insertRow(), text).colSpan = document.querySelectorAll(`${table} thead th`).length;
+}
